@@ -1,0 +1,52 @@
+# Youhu — the two commands are `make demo` and `make test`; everything else is a step of theirs.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV := .venv
+PY := $(VENV)/bin/python
+YOUHU := $(VENV)/bin/youhu
+KAFKA ?= 0
+export YOUHU_PORT ?= 8000
+
+.PHONY: demo test venv services stop lint unit integration bench bench-geo clean
+
+venv:
+	@deploy/python-env.sh
+
+services: venv
+	@deploy/postgis.sh start >/dev/null
+	@deploy/kafka.sh start >/dev/null
+
+## make demo: the platform on http://127.0.0.1:$(YOUHU_PORT) (KAFKA=1: on the real broker, with a worker)
+demo: venv
+	@export YOUHU_DATABASE_URL="$${YOUHU_DATABASE_URL:-$$(deploy/postgis.sh start)}"; \
+	$(YOUHU) db upgrade; \
+	if [ "$(KAFKA)" = 1 ] || [ -n "$${YOUHU_KAFKA_BOOTSTRAP:-}" ]; then \
+	  export YOUHU_KAFKA_BOOTSTRAP="$${YOUHU_KAFKA_BOOTSTRAP:-$$(deploy/kafka.sh start)}"; \
+	  $(YOUHU) worker & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT; \
+	fi; \
+	echo "Youhu 有呼必应: http://127.0.0.1:$(YOUHU_PORT)/docs  (health: /health)"; \
+	$(YOUHU) serve --port $(YOUHU_PORT)
+
+## make test: lint, type-check and the whole suite on the real PostGIS and Kafka
+test: services lint
+	@$(PY) -m pytest
+
+lint: venv
+	@$(VENV)/bin/ruff check geo dispatch connectors web tests bench
+	@$(VENV)/bin/ruff format --check geo dispatch connectors web tests bench
+	@$(VENV)/bin/mypy geo dispatch connectors web
+
+unit: venv
+	@$(PY) -m pytest tests/unit
+
+stop:
+	@deploy/kafka.sh stop || true
+	@deploy/postgis.sh stop || true
+
+bench-geo: venv
+	@$(PY) bench/bench_geo.py
+
+bench: bench-geo
+
+clean: stop
+	rm -rf .run

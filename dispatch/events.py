@@ -1,0 +1,143 @@
+"""The canonical event: CloudEvents 1.0 (structured JSON on Kafka, binary accepted on input).
+
+Parsing is the validation boundary of the bus: `parse_event` either returns a `CanonicalEvent`
+or raises `EventRejected` with a reason that goes to the dead-letter topic with the bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from cloudevents.core.base import BaseCloudEvent
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+from pydantic import ValidationError
+
+from dispatch.bus.port import Headers, Message
+from dispatch.event_data import EVENT_TYPES, EventData
+
+_FORMAT = JSONFormat()
+REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type", "time")
+
+
+class EventRejected(Exception):
+    """Input that is not a valid canonical event; ``reason`` says why, for people."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class CanonicalEvent:
+    id: str
+    source: str
+    type: str
+    time: datetime
+    data: EventData
+    partitionkey: str | None = None
+
+    @property
+    def idempotency_key(self) -> tuple[str, str]:
+        """(source, id): a repeat of this pair is the same event, delivered again."""
+        return (self.source, self.id)
+
+
+def _format_validation(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors()[:8]:
+        where = ".".join(str(x) for x in e["loc"]) or "data"
+        parts.append(f"data.{where}: {e['msg']}")
+    more = err.error_count() - len(parts)
+    return "; ".join(parts) + (f"; … {more} more" if more > 0 else "")
+
+
+def _check_attributes(attrs: Mapping[str, Any]) -> None:
+    missing = [a for a in REQUIRED_ATTRIBUTES if not attrs.get(a)]
+    if missing:
+        raise EventRejected(f"missing CloudEvents attribute(s): {', '.join(missing)}")
+    if attrs["specversion"] != "1.0":
+        raise EventRejected(f"unsupported specversion {attrs['specversion']!r} (need 1.0)")
+    if attrs["type"] not in EVENT_TYPES:
+        raise EventRejected(f"unknown event type {attrs['type']!r} (one of {', '.join(EVENT_TYPES)})")
+
+
+def _from_cloudevent(ce: BaseCloudEvent) -> CanonicalEvent:
+    data = ce.get_data()
+    if isinstance(data, bytes | str):
+        try:
+            data = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise EventRejected(f"data is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise EventRejected("data must be a JSON object")
+    try:
+        payload = EventData.model_validate(data)
+    except ValidationError as exc:
+        raise EventRejected(_format_validation(exc)) from exc
+    time = ce.get_time()
+    assert time is not None  # checked by _check_attributes
+    if time.tzinfo is None:
+        raise EventRejected("time must carry a UTC offset (RFC 3339)")
+    pk = ce.get_extension("partitionkey")
+    return CanonicalEvent(
+        id=ce.get_id(),
+        source=ce.get_source(),
+        type=ce.get_type(),
+        time=time,
+        data=payload,
+        partitionkey=str(pk) if pk is not None else None,
+    )
+
+
+def parse_event(value: bytes, headers: Headers = (), *, max_bytes: int = 1_000_000) -> CanonicalEvent:
+    """Bytes (+ Kafka headers) → a valid canonical event, or `EventRejected`."""
+    if len(value) > max_bytes:
+        raise EventRejected(f"event of {len(value)} bytes exceeds the limit of {max_bytes}")
+    hdrs = {k.lower(): v for k, v in headers}
+    try:
+        if any(k.startswith("ce_") for k in hdrs):  # binary mode
+            attrs = {k[3:]: v.decode("utf-8", "replace") for k, v in hdrs.items() if k.startswith("ce_")}
+            _check_attributes(attrs)
+            ce = ce_kafka.from_binary(ce_kafka.KafkaMessage(hdrs, None, value), _FORMAT, CloudEvent)
+        else:  # structured mode
+            try:
+                doc = orjson.loads(value)
+            except orjson.JSONDecodeError as exc:
+                raise EventRejected(f"not JSON: {exc}") from exc
+            if not isinstance(doc, dict):
+                raise EventRejected("a structured CloudEvent must be a JSON object")
+            _check_attributes(doc)
+            ce = _FORMAT.read(CloudEvent, value)
+    except EventRejected:
+        raise
+    except Exception as exc:  # the SDK's own validation errors, bad dates, bad encodings
+        raise EventRejected(f"invalid CloudEvent: {exc}") from exc
+    return _from_cloudevent(ce)
+
+
+def to_cloudevent(event: CanonicalEvent) -> CloudEvent:
+    attrs: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": event.id,
+        "source": event.source,
+        "type": event.type,
+        "time": event.time,
+        "datacontenttype": "application/json",
+        "dataschema": f"urn:youhu:schema:event-data:v{event.data.schema_version}",
+    }
+    if event.partitionkey is not None:
+        attrs["partitionkey"] = event.partitionkey
+    return CloudEvent(attrs, event.data.model_dump(mode="json", exclude_none=True))
+
+
+def to_message(event: CanonicalEvent) -> Message:
+    """Structured-mode Kafka message; key = the partition key (area), so an area stays ordered."""
+    m = ce_kafka.to_structured(to_cloudevent(event), _FORMAT)
+    key = m.key.encode() if isinstance(m.key, str) else m.key
+    return Message(value=m.value, key=key, headers=tuple(m.headers.items()))
