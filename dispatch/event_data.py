@@ -11,6 +11,8 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from geo.crs import Crs
+
 SCHEMA_VERSION: Final = "1"
 EVENT_TYPES = (
     "cn.youhu.event.reported",
@@ -29,15 +31,6 @@ class SourceSystem(StrEnum):
     hotline12345 = "hotline12345"  # 12345 政府热线
     mobile = "mobile"  # Youhu's own inspector app
     partner = "partner"  # Open311 / CloudEvents partners
-
-
-class Crs(StrEnum):
-    """Coordinate reference systems seen in the district's feeds."""
-
-    wgs84 = "wgs84"  # phone GPS, WeChat
-    gcj02 = "gcj02"  # AMap, Tencent
-    bd09 = "bd09"  # Baidu
-    cgcs2000 = "cgcs2000"  # Tianditu, 数字城管
 
 
 Longitude = Annotated[float, Field(ge=-180, le=180)]

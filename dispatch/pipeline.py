@@ -164,25 +164,25 @@ class Pipeline:
         outbox: list[dict[str, Any]] = []
         for e in events:
             cid = known[_record_key(e)]
-            action = "reported" if id(e) in created else e.type.rsplit(".", 1)[-1]
+            opened = id(e) in created
+            # Opening a case is the transition into 上报; a source's later update of its record
+            # is news on the case, not a change of status.
+            action = "reported" if opened else e.type.rsplit(".", 1)[-1]
             timeline.append(
                 {
                     "case_id": cid,
                     "actor": f"source:{e.data.source_system.value}",
                     "action": action,
-                    "from_status": None if id(e) in created else "reported",
-                    "to_status": "reported",
+                    "from_status": None,
+                    "to_status": "reported" if opened else None,
                     "reason": None,
                     "detail": {"event_source": e.source, "event_id": e.id},
                 }
             )
-            outbox.append(
-                {
-                    "topic": self.topics.cases,
-                    "key": str(cid).encode(),
-                    "payload": {"case_id": cid, "change": action, "status": "reported"},
-                }
-            )
+            delta: dict[str, Any] = {"case_id": cid, "change": action}
+            if opened:
+                delta["status"] = "reported"
+            outbox.append({"topic": self.topics.cases, "key": str(cid).encode(), "payload": delta})
         conn.execute(insert(TimelineEntry), timeline)
         conn.execute(insert(OutboxMessage), outbox)
         return new_ids

@@ -68,18 +68,14 @@ class LocalBus:
         return c
 
     def _rebalance(self, g: _Group) -> None:
-        """Round-robin the group's partitions over its members; each restarts from the commit."""
+        """Spread each topic's partitions round-robin over the members that subscribe to it;
+        every member restarts from the group's committed offsets, as after a Kafka rebalance."""
         for m in g.members:
             m._assigned = {}
-        if not g.members:
-            return
-        tps = sorted({(t, p) for m in g.members for t in m._topics for p in range(len(self._logs[t]))})
-        for i, tp in enumerate(tps):
-            member = g.members[i % len(g.members)]
-            if tp[0] in member._topics:
-                member._assigned[tp] = g.committed.get(tp, 0)
-        for m in g.members:
-            m._generation += 1
+        for topic in sorted({t for m in g.members for t in m._topics}):
+            subscribers = [m for m in g.members if topic in m._topics]
+            for p in range(len(self._logs[topic])):
+                subscribers[p % len(subscribers)]._assigned[(topic, p)] = g.committed.get((topic, p), 0)
 
     async def close(self) -> None:
         for g in self._groups.values():
@@ -98,7 +94,6 @@ class LocalConsumer:
         self._group = group
         self._topics = topics
         self._assigned: dict[TP, int] = {}  # partition → next offset to deliver
-        self._generation = 0
         self._closed = False
 
     def _take(self, max_records: int) -> list[Record]:
