@@ -20,6 +20,7 @@ services: venv
 demo: venv
 	@export YOUHU_DATABASE_URL="$${YOUHU_DATABASE_URL:-$$(deploy/postgis.sh start)}"; \
 	$(YOUHU) db upgrade; \
+	$(YOUHU) geo load 440114 >/dev/null; \
 	if [ "$(KAFKA)" = 1 ] || [ -n "$${YOUHU_KAFKA_BOOTSTRAP:-}" ]; then \
 	  export YOUHU_KAFKA_BOOTSTRAP="$${YOUHU_KAFKA_BOOTSTRAP:-$$(deploy/kafka.sh start)}"; \
 	  $(YOUHU) worker & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT; \
@@ -43,8 +44,10 @@ stop:
 	@deploy/kafka.sh stop || true
 	@deploy/postgis.sh stop || true
 
+## make bench-geo: the engine against naive shapely and against PostGIS (started first)
 bench-geo: venv
-	@$(PY) bench/bench_geo.py
+	@export YOUHU_DATABASE_URL="$${YOUHU_DATABASE_URL:-$$(deploy/postgis.sh start)}"; \
+	$(PY) bench/bench_geo.py
 
 bench: bench-geo
 

@@ -9,8 +9,14 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dispatch.settings import REPO_DIR, Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from dispatch.store.areas import GenerationInfo
 
 SCHEMA_FILE = REPO_DIR / "dispatch" / "schemas" / "event-data.v1.json"
 
@@ -92,6 +98,103 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _geo_engine() -> Engine:
+    from dispatch.store.db import make_engine
+
+    return make_engine(Settings().resolved_database_url(), pool_size=1)
+
+
+def _print_generation(info: GenerationInfo) -> None:
+    print(
+        json.dumps(
+            {
+                "generation": info.id,
+                "district_code": info.district_code,
+                "created": info.created,
+                "active": info.active,
+                "content_hash": info.content_hash,
+                "areas": info.area_count,
+                "rows_per_level": info.rows_per_level,
+                "pieces": info.pieces,
+                "created_at": info.created_at.isoformat() if info.created_at else None,
+                "source": info.source,
+                "note": info.note,
+            },
+            ensure_ascii=False,
+        )
+    )
+
+
+def _cmd_geo_load(args: argparse.Namespace) -> int:
+    from dispatch.store.areas import load_district
+
+    engine = _geo_engine()
+    try:
+        with engine.begin() as conn:
+            info = load_district(conn, args.code, activate=True if args.activate else None, note=args.note)
+    finally:
+        engine.dispose()
+    _print_generation(info)
+    return 0
+
+
+def _cmd_geo_import(args: argparse.Namespace) -> int:
+    from dispatch.store.areas import LayerRejected, import_layer
+
+    path = Path(args.file)
+    try:
+        collection = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"{path}: cannot read GeoJSON: {exc}", file=sys.stderr)
+        return 1
+    engine = _geo_engine()
+    try:
+        with engine.begin() as conn:
+            info = import_layer(
+                conn, collection, source=f"import {path.name}", activate=args.activate, note=args.note
+            )
+    except LayerRejected as exc:
+        print(f"{path}: rejected, nothing written ({len(exc.problems)} problems):", file=sys.stderr)
+        for p in exc.problems:
+            print(f"  {p.feature}: {p.reason}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    _print_generation(info)
+    return 0
+
+
+def _cmd_geo_activate(args: argparse.Namespace) -> int:
+    from dispatch.store.areas import activate_generation, list_generations
+
+    engine = _geo_engine()
+    try:
+        with engine.begin() as conn:
+            try:
+                activate_generation(conn, args.generation)
+            except LookupError as exc:
+                print(exc, file=sys.stderr)
+                return 1
+            info = next(g for g in list_generations(conn) if g.id == args.generation)
+    finally:
+        engine.dispose()
+    _print_generation(info)
+    return 0
+
+
+def _cmd_geo_list(args: argparse.Namespace) -> int:
+    from dispatch.store.areas import list_generations
+
+    engine = _geo_engine()
+    try:
+        with engine.connect() as conn:
+            for info in list_generations(conn, args.district):
+                _print_generation(info)
+    finally:
+        engine.dispose()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="youhu", description="Youhu 有呼必应 command-dispatch platform")
@@ -108,6 +211,26 @@ def main(argv: list[str] | None = None) -> int:
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     p = db.add_parser("upgrade", help="migrate the database to the latest schema")
     p.set_defaults(func=_cmd_db_upgrade)
+
+    geo = sub.add_parser("geo", help="areas in PostGIS: generations, import").add_subparsers(
+        dest="geo_command", required=True
+    )
+    p = geo.add_parser("load", help="build a district's hierarchy and save it as a generation (idempotent)")
+    p.add_argument("code", help="district code, e.g. 440114")
+    p.add_argument("--activate", action="store_true", help="make it active (default: only if none is)")
+    p.add_argument("--note")
+    p.set_defaults(func=_cmd_geo_load)
+    p = geo.add_parser("import", help="validate a GeoJSON layer and save it as a generation (all or nothing)")
+    p.add_argument("file")
+    p.add_argument("--activate", action="store_true", help="make it the district's active generation")
+    p.add_argument("--note")
+    p.set_defaults(func=_cmd_geo_import)
+    p = geo.add_parser("activate", help="make a generation its district's active one")
+    p.add_argument("generation", type=int)
+    p.set_defaults(func=_cmd_geo_activate)
+    p = geo.add_parser("generations", help="list area generations (JSON lines)")
+    p.add_argument("--district")
+    p.set_defaults(func=_cmd_geo_list)
 
     p = sub.add_parser("schema", help="write the canonical event data JSON Schema")
     p.add_argument("--output", default=str(SCHEMA_FILE))

@@ -58,7 +58,17 @@ def engine(database_url: str) -> Iterator[Engine]:
     eng.dispose()
 
 
-TABLES = ("case_timeline", "case_sources", "cases", "processed_events", "outbox", "audit_log", "areas")
+TABLES = (
+    "case_timeline",
+    "case_sources",
+    "cases",
+    "processed_events",
+    "outbox",
+    "audit_log",
+    "areas",
+    "area_pieces",
+    "area_generations",
+)
 
 
 @pytest.fixture

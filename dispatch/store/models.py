@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -135,3 +136,46 @@ class AuditEntry(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AreaGeneration(Base):
+    """One complete set of a district's areas (all levels), as loaded or imported."""
+
+    __tablename__ = "area_generations"
+    __table_args__ = (
+        UniqueConstraint("district_code", "content_hash", name="uq_area_generations_content"),
+        # At most one active generation per district; activate() keeps it at exactly one.
+        Index(
+            "ix_area_generations_one_active",
+            "district_code",
+            unique=True,
+            postgresql_where=text("active"),
+        ),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    district_code: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    source: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str | None] = mapped_column(Text)
+    area_count: Mapped[int] = mapped_column(Integer)
+
+
+class AreaPiece(Base):
+    """A piece (ST_Subdivide) of a leaf area, with the leaf's ancestor codes: the lookup table."""
+
+    __tablename__ = "area_pieces"
+    __table_args__ = (Index("ix_area_pieces_geom", "geom", postgresql_using="gist"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    generation: Mapped[int] = mapped_column(ForeignKey("area_generations.id", ondelete="CASCADE"), index=True)
+    code: Mapped[str] = mapped_column(String(32))
+    level: Mapped[str] = mapped_column(String(16))
+    district_code: Mapped[str | None] = mapped_column(String(32))
+    street_code: Mapped[str | None] = mapped_column(String(32))
+    community_code: Mapped[str | None] = mapped_column(String(32))
+    grid_code: Mapped[str | None] = mapped_column(String(32))
+    unit_cell_code: Mapped[str | None] = mapped_column(String(32))
+    geom: Mapped[Any] = mapped_column(Geometry("POLYGON", srid=4326, spatial_index=False))
+    # The piece's rings, stored so the near-boundary test does not rebuild them per point.
+    boundary: Mapped[Any] = mapped_column(Geometry("MULTILINESTRING", srid=4326, spatial_index=False))
