@@ -54,20 +54,12 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
 
 
 async def _worker(settings: Settings) -> None:
-    from dispatch.pipeline import Pipeline
     from dispatch.runtime import open_runtime
 
     rt = await open_runtime(settings)
     stop = asyncio.Event()
     _stop_on_signals(stop)
-    pipeline = Pipeline(
-        rt.engine,
-        rt.bus,
-        rt.topics,
-        group=settings.consumer_group,
-        batch_size=settings.batch_size,
-        max_event_bytes=settings.max_event_bytes,
-    )
+    pipeline = rt.pipeline()
     try:
         await pipeline.run(stop)
     finally:

@@ -67,13 +67,21 @@ def _check_attributes(attrs: Mapping[str, Any]) -> None:
         raise EventRejected(f"unknown event type {attrs['type']!r} (one of {', '.join(EVENT_TYPES)})")
 
 
+def _json_object(raw: bytes | str, what: str) -> dict[str, Any]:
+    """Parse ``raw`` as a JSON object, or reject it naming ``what`` it was."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise EventRejected(f"{what} is not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise EventRejected(f"{what} must be a JSON object")
+    return doc
+
+
 def _from_cloudevent(ce: BaseCloudEvent) -> CanonicalEvent:
     data = ce.get_data()
     if isinstance(data, bytes | str):
-        try:
-            data = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise EventRejected(f"data is not JSON: {exc}") from exc
+        data = _json_object(data, "data")
     if not isinstance(data, dict):
         raise EventRejected("data must be a JSON object")
     try:
@@ -106,13 +114,7 @@ def parse_event(value: bytes, headers: Headers = (), *, max_bytes: int = 1_000_0
             _check_attributes(attrs)
             ce = ce_kafka.from_binary(ce_kafka.KafkaMessage(hdrs, None, value), _FORMAT, CloudEvent)
         else:  # structured mode
-            try:
-                doc = orjson.loads(value)
-            except orjson.JSONDecodeError as exc:
-                raise EventRejected(f"not JSON: {exc}") from exc
-            if not isinstance(doc, dict):
-                raise EventRejected("a structured CloudEvent must be a JSON object")
-            _check_attributes(doc)
+            _check_attributes(_json_object(value, "a structured CloudEvent"))
             ce = _FORMAT.read(CloudEvent, value)
     except EventRejected:
         raise

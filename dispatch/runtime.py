@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from dispatch.bus.factory import open_bus
 from dispatch.bus.port import Bus
 from dispatch.bus.topics import Topics
+from dispatch.pipeline import Pipeline
 from dispatch.settings import Settings
 from dispatch.store.db import make_engine, migrate
 
@@ -23,6 +24,17 @@ class Runtime:
     engine: Engine
     bus: Bus
     topics: Topics
+
+    def pipeline(self) -> Pipeline:
+        """A dispatcher pipeline configured from these settings."""
+        return Pipeline(
+            self.engine,
+            self.bus,
+            self.topics,
+            group=self.settings.consumer_group,
+            batch_size=self.settings.batch_size,
+            max_event_bytes=self.settings.max_event_bytes,
+        )
 
     async def close(self) -> None:
         await self.bus.close()

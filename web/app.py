@@ -17,7 +17,6 @@ from sqlalchemy import func, select
 
 from dispatch.deadletter import dead_letter
 from dispatch.events import EventRejected, parse_event, to_message
-from dispatch.pipeline import Pipeline
 from dispatch.runtime import Runtime, open_runtime
 from dispatch.settings import Settings
 from dispatch.store.db import database_health
@@ -43,14 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stop = asyncio.Event()
         task = None
         if rt.bus.kind == "local":
-            pipeline = Pipeline(
-                rt.engine,
-                rt.bus,
-                rt.topics,
-                group=settings.consumer_group,
-                batch_size=settings.batch_size,
-                max_event_bytes=settings.max_event_bytes,
-            )
+            pipeline = rt.pipeline()
             app.state.pipeline = pipeline
             task = asyncio.create_task(pipeline.run(stop, idle_poll_s=0.2), name="pipeline")
         try:
