@@ -13,6 +13,7 @@ plug into `_record` as they arrive.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ class PipelineStats:
     accepted: int = 0
     repeats: int = 0
     rejected: int = 0
+    failures: int = 0  # batches that failed and were retried from the last commit
 
     def add(self, r: BatchResult) -> None:
         self.batches += 1
@@ -75,16 +77,34 @@ class Pipeline:
         self.max_event_bytes = max_event_bytes
         self.stats = PipelineStats()
 
-    async def run(self, stop: asyncio.Event, *, idle_poll_s: float = 0.5) -> None:
-        """Consume until ``stop`` is set; the consumer is closed (and leaves its group) on exit."""
-        consumer = await self.bus.consumer(self.group, [self.topics.events])
-        try:
-            while not stop.is_set():
-                records = await consumer.poll(self.batch_size, idle_poll_s)
-                if records:
-                    self.stats.add(await self.process(records, consumer))
-        finally:
-            await consumer.close()
+    async def run(self, stop: asyncio.Event, *, idle_poll_s: float = 0.5, retry_s: float = 1.0) -> None:
+        """Consume until ``stop`` is set.
+
+        A failed batch (database or bus down) must not skip its records: the consumer is closed
+        and reopened, which resumes from the last committed offset, after a growing pause
+        (capped at 30 s). A batch that fails every time holds its partition back, visibly in the
+        log, rather than being dropped.
+        """
+        failures = 0
+        while not stop.is_set():
+            consumer = await self.bus.consumer(self.group, [self.topics.events])
+            try:
+                while not stop.is_set():
+                    records = await consumer.poll(self.batch_size, idle_poll_s)
+                    if records:
+                        self.stats.add(await self.process(records, consumer))
+                        failures = 0
+            except Exception:
+                failures += 1
+                self.stats.failures += 1
+                pause = min(retry_s * 2 ** (failures - 1), 30.0)
+                log.exception(
+                    "batch failed (%d in a row); resuming from the last commit in %.1f s", failures, pause
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), pause)
+            finally:
+                await consumer.close()
 
     async def process(self, records: Sequence[Record], consumer: Consumer | None = None) -> BatchResult:
         result = BatchResult(polled=len(records))
