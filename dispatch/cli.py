@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -90,10 +92,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _geo_engine() -> Engine:
+@contextlib.contextmanager
+def _geo_engine() -> Iterator[Engine]:
+    """A one-connection engine for a CLI command, disposed when the command is done."""
     from dispatch.store.db import make_engine
 
-    return make_engine(Settings().resolved_database_url(), pool_size=1)
+    engine = make_engine(Settings().resolved_database_url(), pool_size=1)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def _print_generation(info: GenerationInfo) -> None:
@@ -120,12 +128,8 @@ def _print_generation(info: GenerationInfo) -> None:
 def _cmd_geo_load(args: argparse.Namespace) -> int:
     from dispatch.store.areas import load_district
 
-    engine = _geo_engine()
-    try:
-        with engine.begin() as conn:
-            info = load_district(conn, args.code, activate=True if args.activate else None, note=args.note)
-    finally:
-        engine.dispose()
+    with _geo_engine() as engine, engine.begin() as conn:
+        info = load_district(conn, args.code, activate=True if args.activate else None, note=args.note)
     _print_generation(info)
     return 0
 
@@ -139,19 +143,17 @@ def _cmd_geo_import(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"{path}: cannot read GeoJSON: {exc}", file=sys.stderr)
         return 1
-    engine = _geo_engine()
-    try:
-        with engine.begin() as conn:
-            info = import_layer(
-                conn, collection, source=f"import {path.name}", activate=args.activate, note=args.note
-            )
-    except LayerRejected as exc:
-        print(f"{path}: rejected, nothing written ({len(exc.problems)} problems):", file=sys.stderr)
-        for p in exc.problems:
-            print(f"  {p.feature}: {p.reason}", file=sys.stderr)
-        return 1
-    finally:
-        engine.dispose()
+    with _geo_engine() as engine:
+        try:
+            with engine.begin() as conn:
+                info = import_layer(
+                    conn, collection, source=f"import {path.name}", activate=args.activate, note=args.note
+                )
+        except LayerRejected as exc:
+            print(f"{path}: rejected, nothing written ({len(exc.problems)} problems):", file=sys.stderr)
+            for p in exc.problems:
+                print(f"  {p.feature}: {p.reason}", file=sys.stderr)
+            return 1
     _print_generation(info)
     return 0
 
@@ -159,17 +161,13 @@ def _cmd_geo_import(args: argparse.Namespace) -> int:
 def _cmd_geo_activate(args: argparse.Namespace) -> int:
     from dispatch.store.areas import activate_generation, list_generations
 
-    engine = _geo_engine()
-    try:
-        with engine.begin() as conn:
-            try:
-                activate_generation(conn, args.generation)
-            except LookupError as exc:
-                print(exc, file=sys.stderr)
-                return 1
-            info = next(g for g in list_generations(conn) if g.id == args.generation)
-    finally:
-        engine.dispose()
+    with _geo_engine() as engine, engine.begin() as conn:
+        try:
+            activate_generation(conn, args.generation)
+        except LookupError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        info = next(g for g in list_generations(conn) if g.id == args.generation)
     _print_generation(info)
     return 0
 
@@ -177,13 +175,9 @@ def _cmd_geo_activate(args: argparse.Namespace) -> int:
 def _cmd_geo_list(args: argparse.Namespace) -> int:
     from dispatch.store.areas import list_generations
 
-    engine = _geo_engine()
-    try:
-        with engine.connect() as conn:
-            for info in list_generations(conn, args.district):
-                _print_generation(info)
-    finally:
-        engine.dispose()
+    with _geo_engine() as engine, engine.connect() as conn:
+        for info in list_generations(conn, args.district):
+            _print_generation(info)
     return 0
 
 
