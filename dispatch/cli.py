@@ -18,6 +18,7 @@ from dispatch.settings import REPO_DIR, Settings
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from dispatch.audit import AuditRecord
     from dispatch.store.areas import GenerationInfo
 
 SCHEMA_FILE = REPO_DIR / "dispatch" / "schemas" / "event-data.v1.json"
@@ -61,11 +62,10 @@ async def _worker(settings: Settings) -> None:
     rt = await open_runtime(settings)
     stop = asyncio.Event()
     _stop_on_signals(stop)
-    pipeline = rt.pipeline()
     try:
-        await pipeline.run(stop)
+        pipeline = await rt.run_dispatcher(stop)
+        logging.getLogger("youhu.worker").info("stopped: %s", pipeline.stats)
     finally:
-        logging.getLogger("youhu.worker").info("stopping: %s", pipeline.stats)
         await rt.close()
 
 
@@ -181,6 +181,36 @@ def _cmd_geo_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    from dispatch.audit import verify_chain
+    from dispatch.store.audit_log import records, timeline_mismatches
+
+    with _geo_engine() as engine, engine.connect() as conn:
+        count = 0
+
+        def counted() -> Iterator[AuditRecord]:
+            nonlocal count
+            for r in records(conn):
+                count += 1
+                yield r
+
+        breaks = verify_chain(counted())
+        mismatches = timeline_mismatches(conn)
+    for b in breaks:
+        print(f"audit entry {b.seq}: {b.problem}", file=sys.stderr)
+    for case_id, n_audit, n_timeline in mismatches:
+        print(f"case {case_id}: {n_audit} audit entries but {n_timeline} timeline lines", file=sys.stderr)
+    if breaks or mismatches:
+        print(
+            f"audit chain BROKEN: {len(breaks)} chain problem(s), {len(mismatches)} case(s) out of step, "
+            f"in {count} entries",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"audit chain intact: {count} entries")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="youhu", description="Youhu 有呼必应 command-dispatch platform")
@@ -217,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     p = geo.add_parser("generations", help="list area generations (JSON lines)")
     p.add_argument("--district")
     p.set_defaults(func=_cmd_geo_list)
+
+    audit = sub.add_parser("audit", help="the hash-chained audit log").add_subparsers(
+        dest="audit_command", required=True
+    )
+    p = audit.add_parser("verify", help="check every entry's hash and link; exit 1 on any edit or deletion")
+    p.set_defaults(func=_cmd_audit_verify)
 
     p = sub.add_parser("schema", help="write the canonical event data JSON Schema")
     p.add_argument("--output", default=str(SCHEMA_FILE))

@@ -5,9 +5,12 @@ records every accepted event's effect together with its (source, id) in `process
 commit offsets. A crash anywhere before the offset commit redelivers the batch; the ledger turns
 the redelivery into a no-op, so no event is lost and none has its effect twice.
 
-The effect recorded here is intake (上报): a case per new source record, its source record, a
-timeline entry and a case delta in the outbox. Geo-assignment, routing, deadlines and merging
-plug into `_record` as they arrive.
+The effect of a batch (`dispatch.intake` decides, this module writes): a case per new source
+record, placed on the grid by one vectorised index call, categorised, routed and — when all of
+that is certain — registered and dispatched with its running deadline; then each new case is
+compared with the open cases before it and merged (多网融合) or held as a possible duplicate;
+then the timeline, the audit chain and one case delta per change in the outbox. Set-based
+throughout: a handful of statements per batch, none per event.
 """
 
 from __future__ import annotations
@@ -17,16 +20,21 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, tuple_
+from sqlalchemy import Connection, Engine, insert, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from dispatch.bus.port import Bus, Consumer, Message, Record
 from dispatch.bus.topics import Topics
+from dispatch.context import ContextLoader, DispatchContext
 from dispatch.deadletter import dead_letter
+from dispatch.duplicates import Candidate, Match, Verdict, best_match
 from dispatch.events import CanonicalEvent, EventRejected, parse_event
-from dispatch.store.models import Case, CaseSource, OutboxMessage, ProcessedEvent, TimelineEntry
+from dispatch.intake import Attention, LocationStatus, Plan, plan_batch
+from dispatch.store.effects import Effects
+from dispatch.store.models import Case, CaseSource, ProcessedEvent
 
 log = logging.getLogger(__name__)
 PIPELINE_ACTOR = "system:pipeline"
@@ -68,7 +76,9 @@ class Pipeline:
         group: str,
         batch_size: int = 500,
         max_event_bytes: int = 1_000_000,
+        context: ContextLoader | None = None,
     ) -> None:
+        self.context = context or ContextLoader()
         self.engine = engine
         self.bus = bus
         self.topics = topics
@@ -139,6 +149,7 @@ class Pipeline:
         unique: dict[tuple[str, str], CanonicalEvent] = {}
         for e in events:
             unique.setdefault(e.idempotency_key, e)
+        ctx = self.context.current(self.engine)
         with self.engine.begin() as conn:
             fresh_keys = conn.execute(
                 pg_insert(ProcessedEvent)
@@ -147,11 +158,18 @@ class Pipeline:
                 .returning(ProcessedEvent.source, ProcessedEvent.event_id)
             ).all()
             fresh = [unique[(s, i)] for s, i in fresh_keys]
-            new_case_ids = self._intake(conn, fresh) if fresh else []
+            new_case_ids: list[int] = []
+            if fresh:
+                fx = Effects(self.topics.cases, datetime.now(UTC))
+                new_case_ids = self._intake(conn, fresh, ctx, fx)
+                fx.flush(conn)
         return len(fresh), new_case_ids
 
-    def _intake(self, conn: Connection, events: Sequence[CanonicalEvent]) -> list[int]:
-        """上报: a new case per unseen source record; a known record's update goes to its case."""
+    def _intake(
+        self, conn: Connection, events: Sequence[CanonicalEvent], ctx: DispatchContext, fx: Effects
+    ) -> list[int]:
+        """上报 (and, when certain, 立案 + 派遣) for unseen source records, duplicate merging, and
+        a source's later news on a record it reported before."""
         record_keys = {_record_key(e) for e in events}
         known: dict[tuple[str, str], int] = {
             (s, r): cid
@@ -167,45 +185,223 @@ class Pipeline:
             if k not in known:
                 creating.setdefault(k, e)  # later events of the same new record update it
         new_ids: list[int] = []
+        opened: set[int] = set()
         if creating:
             firsts = list(creating.values())
+            plans = plan_batch(firsts, ctx, fx.at)
+            version = ctx.matrix.version if ctx.matrix else None
             new_ids = list(
                 conn.scalars(
                     insert(Case).returning(Case.id, sort_by_parameter_order=True),
-                    [_case_row(e) for e in firsts],
+                    [p.case_row(fx.at, version) for p in plans],
                 )
             )
             known.update(zip(creating, new_ids, strict=True))
+            opened = {id(e) for e in firsts}
             conn.execute(
                 insert(CaseSource), [_source_row(e, cid) for e, cid in zip(firsts, new_ids, strict=True)]
             )
-        created = {id(e) for e in creating.values()}
-        timeline: list[dict[str, Any]] = []
-        outbox: list[dict[str, Any]] = []
+            verdicts = self._find_duplicates(conn, plans, new_ids)
+            for p, cid in zip(plans, new_ids, strict=True):
+                self._opened(p, cid, verdicts.get(cid), fx)
         for e in events:
+            if id(e) in opened:
+                continue
             cid = known[_record_key(e)]
-            opened = id(e) in created
-            # Opening a case is the transition into 上报; a source's later update of its record
-            # is news on the case, not a change of status.
-            action = "reported" if opened else e.type.rsplit(".", 1)[-1]
-            timeline.append(
-                {
-                    "case_id": cid,
-                    "actor": f"source:{e.data.source_system.value}",
-                    "action": action,
-                    "from_status": None,
-                    "to_status": "reported" if opened else None,
-                    "reason": None,
-                    "detail": {"event_source": e.source, "event_id": e.id},
-                }
+            change = e.type.rsplit(".", 1)[-1]  # a source's later news on its record: not a status change
+            fx.step(
+                cid,
+                actor=f"source:{e.data.source_system.value}",
+                action=change,
+                from_status=None,
+                to_status=None,
+                detail={"event_source": e.source, "event_id": e.id},
             )
-            delta: dict[str, Any] = {"case_id": cid, "change": action}
-            if opened:
-                delta["status"] = "reported"
-            outbox.append({"topic": self.topics.cases, "key": str(cid).encode(), "payload": delta})
-        conn.execute(insert(TimelineEntry), timeline)
-        conn.execute(insert(OutboxMessage), outbox)
+            fx.changed(cid, change, events=[{"source": e.source, "id": e.id}])
         return new_ids
+
+    def _opened(self, p: Plan, cid: int, match: Match | None, fx: Effects) -> None:
+        """The trail of a new case: 上报, then either 合并, a duplicate hold, or 立案 + 派遣."""
+        source = f"{p.event.data.source_system.value}:{p.event.data.source_record_id}"
+        fx.step(
+            cid,
+            actor=f"source:{p.event.data.source_system.value}",
+            action="reported",
+            from_status=None,
+            to_status="reported",
+            detail={
+                "event_source": p.event.source,
+                "event_id": p.event.id,
+                "location": p.location.value,
+                "attention": Attention.possible_duplicate.value
+                if match is not None and match.verdict is Verdict.possible
+                else (p.attention.value if p.attention else None),
+            },
+        )
+        events = [{"source": p.event.source, "id": p.event.id}]
+        if match is not None and match.verdict is Verdict.merge:
+            fx.step(
+                cid,
+                actor=PIPELINE_ACTOR,
+                action="merge",
+                from_status="reported",
+                to_status="merged",
+                reason="same problem as an open case (多网融合)",
+                detail={"score": match.score, "merged_into": match.case_id},
+            )
+            fx.step(
+                match.case_id,
+                actor=PIPELINE_ACTOR,
+                action="source_merged",
+                from_status=None,
+                to_status=None,
+                detail={"score": match.score, "from_case": cid, "source": source},
+            )
+            fx.changed(cid, "opened", events=events)
+            fx.changed(match.case_id, "source_merged", merged_case=cid)
+            return
+        if match is not None:
+            fx.step(
+                cid,
+                actor=PIPELINE_ACTOR,
+                action="possible_duplicate",
+                from_status=None,
+                to_status=None,
+                detail={"score": match.score, "other_case": match.case_id},
+            )
+        else:
+            for action, before, after in p.steps[1:]:
+                detail: dict[str, Any] = {}
+                if action == "dispatch" and p.route is not None:
+                    detail = {"unit": p.route.unit, "route": p.route.kind.value, "rule": _rule_detail(p)}
+                fx.step(
+                    cid,
+                    actor=PIPELINE_ACTOR,
+                    action=action,
+                    from_status=before,
+                    to_status=after,
+                    detail=detail,
+                )
+        fx.changed(cid, "opened", events=events)
+
+    def _find_duplicates(
+        self, conn: Connection, plans: Sequence[Plan], ids: Sequence[int]
+    ) -> dict[int, Match]:
+        """多网融合: each new case against the open cases before it (earlier batches and earlier in
+        this one), in id order, so the same problem reported three times ends as one case. The
+        rows of merged and held cases are corrected here; the trail is written by the caller."""
+        params = [
+            (cid, p.category.duplicate_radius_m, p.category.duplicate_window_h)
+            for p, cid in zip(plans, ids, strict=True)
+            if p.category is not None and p.lon is not None and p.location is not LocationStatus.outside
+        ]
+        if not params:
+            return {}
+        found: dict[int, list[Candidate]] = {}
+        for row in conn.execute(
+            _DUPLICATE_SQL,
+            {
+                "ids": [c for c, _, _ in params],
+                "radius": [r for _, r, _ in params],
+                "win": [w for _, _, w in params],
+            },
+        ):
+            found.setdefault(row.new_id, []).append(
+                Candidate(row.id, row.category, float(row.distance_m), float(row.hours), row.title)
+            )
+        if not found:
+            return {}
+        plan_of = dict(zip(ids, plans, strict=True))
+        root: dict[int, int] = {}  # case merged in this batch → the case it went into
+        verdicts: dict[int, Match] = {}
+        for cid, radius, window in params:
+            cands = found.get(cid)
+            if not cands:
+                continue
+            p = plan_of[cid]
+            assert p.category is not None
+            resolved = [
+                Candidate(root.get(c.case_id, c.case_id), c.category, c.distance_m, c.hours_apart, c.title)
+                for c in cands
+                if root.get(c.case_id, c.case_id) != cid
+            ]
+            m = best_match(
+                category=p.category.code,
+                title=p.event.data.title,
+                radius_m=radius,
+                window_h=window,
+                candidates=resolved,
+            )
+            if m is not None:
+                verdicts[cid] = m
+                if m.verdict is Verdict.merge:
+                    root[cid] = m.case_id
+        merges = [
+            {"b_id": c, "b_into": m.case_id, "b_score": m.score}
+            for c, m in verdicts.items()
+            if m.verdict is Verdict.merge
+        ]
+        possibles = [
+            {"b_id": c, "b_other": m.case_id, "b_score": m.score}
+            for c, m in verdicts.items()
+            if m.verdict is Verdict.possible
+        ]
+        if merges:
+            conn.execute(_MERGE_SQL, merges)
+            conn.execute(_MOVE_SOURCES_SQL, merges)
+        if possibles:
+            conn.execute(_POSSIBLE_SQL, possibles)
+        return verdicts
+
+
+def _rule_detail(p: Plan) -> dict[str, str] | None:
+    if p.route is None or p.route.rule is None:
+        return None
+    r = p.route.rule
+    return {"category": r.category, "area": r.area_code, "unit": r.unit}
+
+
+# Open cases of the same group near each new case, earlier in id order. The box prefilter uses
+# the GiST index (degrees of longitude shrink with latitude, hence the cosine); the sphere
+# distance is the exact test.
+_DUPLICATE_SQL = text(
+    """
+    SELECT p.id AS new_id, c.id, c.category, c.title,
+           ST_DistanceSphere(c.point, n.point) AS distance_m,
+           extract(epoch FROM (n.reported_at - c.reported_at)) / 3600.0 AS hours
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:radius AS float8[]), CAST(:win AS float8[]))
+         AS p(id, radius, win)
+    JOIN cases n ON n.id = p.id
+    JOIN cases c ON c.point && ST_Expand(n.point, p.radius / (111320.0 * cos(radians(ST_Y(n.point)))))
+         AND c.id < n.id
+         AND c.category_group = n.category_group
+         AND c.status NOT IN ('closed', 'rejected', 'merged')
+         AND c.reported_at BETWEEN n.reported_at - make_interval(secs => p.win * 3600)
+                               AND n.reported_at + make_interval(secs => p.win * 3600)
+         AND ST_DistanceSphere(c.point, n.point) <= p.radius
+    ORDER BY p.id, c.id
+    """
+)
+_MERGE_SQL = text(
+    """
+    UPDATE cases SET status = 'merged', merged_into = :b_into, duplicate_score = :b_score, attention = NULL,
+           unit_code = NULL,
+           registered_at = NULL, dispatched_at = NULL, clock_start = NULL, deadline_kind = NULL,
+           deadline_started_at = NULL, deadline_at = NULL, warn_at = NULL, handle_deadline_at = NULL,
+           updated_at = now(), version = version + 1
+    WHERE id = :b_id
+    """
+)
+_MOVE_SOURCES_SQL = text("UPDATE case_sources SET case_id = :b_into WHERE case_id = :b_id")
+_POSSIBLE_SQL = text(
+    """
+    UPDATE cases SET status = 'reported', attention = 'possible_duplicate', possible_duplicate_of = :b_other,
+           duplicate_score = :b_score, registered_at = NULL, dispatched_at = NULL, clock_start = NULL,
+           deadline_kind = NULL, deadline_started_at = NULL, deadline_at = NULL, warn_at = NULL,
+           handle_deadline_at = NULL, updated_at = now()
+    WHERE id = :b_id
+    """
+)
 
 
 def _record_key(e: CanonicalEvent) -> tuple[str, str]:
@@ -213,27 +409,10 @@ def _record_key(e: CanonicalEvent) -> tuple[str, str]:
     return (e.data.source_system.value, e.data.source_record_id)
 
 
-def _case_row(e: CanonicalEvent) -> dict[str, Any]:
-    d = e.data
-    point = None
-    if d.location is not None:
-        lon, lat = d.location.coordinates
-        point = f"SRID=4326;POINT({lon!r} {lat!r})"  # EWKT; GeoAlchemy2 binds it with ST_GeomFromEWKT
-    return {
-        "status": "reported",
-        "category": d.unified_category,
-        "title": d.title,
-        "description": d.description,
-        "address": d.address,
-        "point": point,
-        "priority": d.priority,
-        "reported_at": d.reported_at,
-    }
-
-
 def _source_row(e: CanonicalEvent, case_id: int) -> dict[str, Any]:
     return {
         "case_id": case_id,
+        "original_case_id": case_id,
         "source_system": e.data.source_system.value,
         "source_record_id": e.data.source_record_id,
         "event_source": e.source,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -10,9 +11,13 @@ from sqlalchemy import Engine
 from dispatch.bus.factory import open_bus
 from dispatch.bus.port import Bus
 from dispatch.bus.topics import Topics
+from dispatch.context import ContextLoader
+from dispatch.outbox_relay import OutboxRelay
 from dispatch.pipeline import Pipeline
 from dispatch.settings import Settings
 from dispatch.store.db import make_engine, migrate
+from dispatch.watcher import DeadlineWatcher
+from dispatch.working_time import UnknownYearPolicy
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +30,14 @@ class Runtime:
     bus: Bus
     topics: Topics
 
+    def context_loader(self) -> ContextLoader:
+        s = self.settings
+        return ContextLoader(
+            policy=UnknownYearPolicy(s.unknown_year_policy),
+            tolerance_m=s.snap_tolerance_m,
+            auto_dispatch=s.auto_dispatch,
+        )
+
     def pipeline(self) -> Pipeline:
         """A dispatcher pipeline configured from these settings."""
         return Pipeline(
@@ -34,7 +47,29 @@ class Runtime:
             group=self.settings.consumer_group,
             batch_size=self.settings.batch_size,
             max_event_bytes=self.settings.max_event_bytes,
+            context=self.context_loader(),
         )
+
+    def relay(self) -> OutboxRelay:
+        return OutboxRelay(self.engine, self.bus)
+
+    def watcher(self, context: ContextLoader | None = None) -> DeadlineWatcher:
+        return DeadlineWatcher(self.engine, context or self.context_loader(), self.topics.cases)
+
+    async def run_dispatcher(self, stop: asyncio.Event, *, idle_poll_s: float = 0.5) -> Pipeline:
+        """The dispatcher's three loops until ``stop``: pipeline, outbox relay, deadline watcher."""
+        pipeline = self.pipeline()
+        s = self.settings
+        tasks = [
+            asyncio.create_task(pipeline.run(stop, idle_poll_s=idle_poll_s), name="pipeline"),
+            asyncio.create_task(self.relay().run(stop, idle_s=s.relay_interval_s), name="outbox-relay"),
+            asyncio.create_task(
+                self.watcher(pipeline.context).run(stop, interval_s=s.watch_interval_s),
+                name="deadline-watcher",
+            ),
+        ]
+        await asyncio.gather(*tasks)
+        return pipeline
 
     async def close(self) -> None:
         await self.bus.close()

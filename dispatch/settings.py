@@ -53,6 +53,29 @@ class Settings(BaseSettings):
         default=1_000_000, ge=1024, description="Largest accepted event (bytes); larger is rejected."
     )
 
+    unknown_year_policy: Literal["weekdays", "refuse"] = Field(
+        default="weekdays",
+        description="A year whose holiday notice is not in the table: count Monday–Friday and mark the "
+        "deadline as assumed (weekdays), or refuse to set deadlines there (refuse: the case waits).",
+    )
+    auto_dispatch: bool = Field(
+        default=True,
+        description="Register and dispatch a new case at once when place, category and unit are certain; "
+        "false: every case waits for the intake operator.",
+    )
+    snap_tolerance_m: float = Field(
+        default=50.0,
+        ge=0,
+        le=1000,
+        description="A point this close outside the district snaps to the nearest cell.",
+    )
+    watch_interval_s: float = Field(
+        default=5.0, gt=0, description="How often the deadline watcher looks for warnings and overdue cases."
+    )
+    relay_interval_s: float = Field(
+        default=0.05, gt=0, description="How long the outbox relay waits when it found nothing to publish."
+    )
+
     def resolved_database_url(self) -> str:
         """The database to use: YOUHU_DATABASE_URL, else the project's own cluster (started)."""
         if self.database_url:

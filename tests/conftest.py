@@ -68,6 +68,9 @@ TABLES = (
     "areas",
     "area_pieces",
     "area_generations",
+    "routing_rules",
+    "routing_versions",
+    "units",
 )
 
 

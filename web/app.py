@@ -9,27 +9,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, select
 
 from dispatch.deadletter import dead_letter
 from dispatch.events import EventRejected, parse_event, to_message
-from dispatch.runtime import Runtime, open_runtime
+from dispatch.runtime import open_runtime
 from dispatch.settings import Settings
 from dispatch.store.db import database_health
-from dispatch.store.models import Case, CaseSource
-from web.schemas import CaseOut, HealthOut, IngestAccepted, ProblemOut
-
-
-def _runtime(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.runtime
-    return rt
-
-
-RT = Annotated[Runtime, Depends(_runtime)]
+from web.admin_api import router as admin_router
+from web.cases_api import router as cases_router
+from web.deps import RT
+from web.indicators_api import router as indicators_router
+from web.schemas import HealthOut, IngestAccepted, ProblemOut
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -42,9 +35,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stop = asyncio.Event()
         task = None
         if rt.bus.kind == "local":
-            pipeline = rt.pipeline()
-            app.state.pipeline = pipeline
-            task = asyncio.create_task(pipeline.run(stop, idle_poll_s=0.2), name="pipeline")
+            # The demo's shape: the dispatcher (pipeline, relay, watcher) lives in this process.
+            task = asyncio.create_task(rt.run_dispatcher(stop, idle_poll_s=0.2), name="dispatcher")
         try:
             yield
         finally:
@@ -59,6 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="多网融合 grid governance: events in from five systems and partners, one case each.",
     )
+    app.include_router(cases_router)
+    app.include_router(admin_router)
+    app.include_router(indicators_router)
 
     @app.get("/health", response_model=HealthOut, tags=["ops"])
     async def health(rt: RT) -> JSONResponse:
@@ -90,57 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await rt.bus.publish(rt.topics.events, [to_message(event)])
         return IngestAccepted(id=event.id, source=event.source)
 
-    @app.get("/api/v1/cases", response_model=list[CaseOut], tags=["cases"])
-    async def list_cases(
-        rt: RT,
-        status: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        before_id: Annotated[int | None, Query(ge=1)] = None,
-    ) -> list[CaseOut]:
-        def q() -> list[CaseOut]:
-            stmt = _case_query().order_by(Case.id.desc()).limit(limit)
-            if status:
-                stmt = stmt.where(Case.status == status)
-            if before_id:
-                stmt = stmt.where(Case.id < before_id)
-            with rt.engine.connect() as conn:
-                return [CaseOut.from_row(r) for r in conn.execute(stmt).mappings()]
-
-        return await asyncio.to_thread(q)
-
-    @app.get("/api/v1/cases/{case_id}", response_model=CaseOut, responses={404: {"model": ProblemOut}})
-    async def get_case(case_id: int, rt: RT) -> CaseOut:
-        def q() -> CaseOut | None:
-            with rt.engine.connect() as conn:
-                row = conn.execute(_case_query().where(Case.id == case_id)).mappings().first()
-            return CaseOut.from_row(row) if row else None
-
-        found = await asyncio.to_thread(q)
-        if found is None:
-            raise HTTPException(404, detail=f"no case {case_id}")
-        return found
-
     return app
-
-
-def _case_query() -> Any:
-    sources = (
-        select(func.array_agg(CaseSource.source_system + ":" + CaseSource.source_record_id))
-        .where(CaseSource.case_id == Case.id)
-        .scalar_subquery()
-    )
-    return select(
-        Case.id,
-        Case.status,
-        Case.category,
-        Case.title,
-        Case.address,
-        Case.priority,
-        Case.reported_at,
-        func.ST_X(Case.point).label("lon"),
-        func.ST_Y(Case.point).label("lat"),
-        sources.label("sources"),
-    )
 
 
 def _kafka_style_headers(request: Request) -> tuple[tuple[str, bytes], ...]:

@@ -573,3 +573,31 @@ def area_tile(
         text(_TILE_SQL), {"z": z, "x": x, "y": y, "level": lv.value, "gens": gens, "layer": lv.value}
     ).scalar_one()
     return bytes(data) if data else b""
+
+
+# ---- loading back ------------------------------------------------------------------------------
+
+
+def active_generations(conn: Connection) -> list[int]:
+    """Ids of the active generations (one per district), ascending."""
+    return _generations(conn, None)
+
+
+def load_areas(conn: Connection, generations: Sequence[int]) -> list[Area]:
+    """The areas of ``generations`` as ``geo`` areas (for the in-memory index and gazetteer)."""
+    rows = (
+        _raw(conn)
+        .cursor()
+        .execute(
+            "SELECT code, level, name, parent_code, synthetic, ST_AsBinary(geom) FROM areas "
+            "WHERE generation = ANY(%(gens)s) ORDER BY code",
+            {"gens": list(generations)},
+        )
+    )
+    out: list[Area] = []
+    for code, level, name, parent, synthetic, wkb in rows:
+        geom = shapely.from_wkb(bytes(wkb))
+        if isinstance(geom, MultiPolygon) and len(geom.geoms) == 1:
+            geom = geom.geoms[0]
+        out.append(Area(code, Level(level), name, parent, geom, synthetic))
+    return out

@@ -3,14 +3,16 @@ The Alembic migrations build this schema; a test checks that they and these mode
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from geoalchemy2 import Geometry
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -21,7 +23,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -48,7 +50,12 @@ class Case(Base):
     """案件: the unit of work. Area codes are those of the generation it was assigned under."""
 
     __tablename__ = "cases"
-    __table_args__ = (Index("ix_cases_point", "point", postgresql_using="gist"),)
+    __table_args__ = (
+        Index("ix_cases_point", "point", postgresql_using="gist"),
+        # The deadline watcher's two scans: warnings not yet given, deadlines not yet escalated.
+        Index("ix_cases_warn_due", "warn_at", postgresql_where=text("warned_at IS NULL")),
+        Index("ix_cases_overdue_due", "deadline_at", postgresql_where=text("overdue_at IS NULL")),
+    )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     status: Mapped[str] = mapped_column(String(24), index=True)
     category: Mapped[str | None] = mapped_column(String(64), index=True)
@@ -69,6 +76,41 @@ class Case(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # --- intake: where the case came from and what still needs a person (0003) ---
+    origin_source: Mapped[str | None] = mapped_column(String(32), index=True)  # system of the first record
+    category_group: Mapped[str | None] = mapped_column(String(64))  # 13 大类: duplicates match within it
+    location_status: Mapped[str | None] = mapped_column(String(16))  # inside|snapped|geocoded|outside|none
+    attention: Mapped[str | None] = mapped_column(String(32), index=True)  # why a person must look
+    possible_duplicate_of: Mapped[int | None] = mapped_column(BigInteger)
+    duplicate_score: Mapped[float | None] = mapped_column(Float)
+    merged_into: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    routing_version: Mapped[int | None] = mapped_column(Integer)
+    # --- lifecycle state (dispatch.lifecycle.CaseState) ---
+    suspended_from: Mapped[str | None] = mapped_column(String(24))
+    excluded_units: Mapped[list[str]] = mapped_column(ARRAY(String(64)), server_default="{}")
+    rework_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    extension_requested: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    extensions_granted: Mapped[int] = mapped_column(Integer, server_default="0")
+    escalations: Mapped[int] = mapped_column(Integer, server_default="0")
+    deferred: Mapped[bool] = mapped_column(Boolean, server_default="false")  # ever 挂账/缓办: not in KPI
+    # --- SLA: the category's limit, and the deadline that currently runs ---
+    sla_amount: Mapped[float | None] = mapped_column(Float)
+    sla_unit: Mapped[str | None] = mapped_column(String(16))
+    clock_start: Mapped[str | None] = mapped_column(String(16))  # reported|acknowledged|source
+    deadline_kind: Mapped[str | None] = mapped_column(String(16))  # acknowledge|handle
+    deadline_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    warn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    warned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    overdue_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deadline_assumed_years: Mapped[list[int]] = mapped_column(ARRAY(Integer), server_default="{}")
+    handle_deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # --- stage times (indicators) ---
+    registered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    handled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_on_time: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class CaseSource(Base):
@@ -85,6 +127,8 @@ class CaseSource(Base):
     source_category: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The case this record opened; differs from case_id once merged (un-merge moves it back).
+    original_case_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
 
 
 class TimelineEntry(Base):
@@ -179,3 +223,60 @@ class AreaPiece(Base):
     geom: Mapped[Any] = mapped_column(Geometry("POLYGON", srid=4326, spatial_index=False))
     # The piece's rings, stored so the near-boundary test does not rebuild them per point.
     boundary: Mapped[Any] = mapped_column(Geometry("MULTILINESTRING", srid=4326, spatial_index=False))
+
+
+class Unit(Base):
+    """责任单位: a department, a street office (属地) or a company that handles cases."""
+
+    __tablename__ = "units"
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    name_en: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(24))  # department | street_office | company
+    street_code: Mapped[str | None] = mapped_column(String(32))  # a street office's street
+
+
+class RoutingVersion(Base):
+    """One published responsibility matrix; exactly one is active, older ones stay for audit."""
+
+    __tablename__ = "routing_versions"
+    __table_args__ = (
+        Index("ix_routing_versions_one_active", "active", unique=True, postgresql_where=text("active")),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_by: Mapped[str] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    rule_count: Mapped[int] = mapped_column(Integer)
+
+
+class RoutingRule(Base):
+    """责任矩阵 line: unified category (or '*') × area → unit, in one version."""
+
+    __tablename__ = "routing_rules"
+    __table_args__ = (UniqueConstraint("version", "category", "area_code"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    version: Mapped[int] = mapped_column(ForeignKey("routing_versions.id", ondelete="CASCADE"), index=True)
+    category: Mapped[str] = mapped_column(String(64))
+    area_code: Mapped[str] = mapped_column(String(32))
+    unit_code: Mapped[str] = mapped_column(ForeignKey("units.code"))
+
+
+class CalendarYear(Base):
+    """A year whose holiday notice (国务院办公厅 放假安排) is in the table, and who entered it."""
+
+    __tablename__ = "calendar_years"
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    source: Mapped[str] = mapped_column(Text)  # chinesecalendar x.y | admin:<who>
+    entered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class CalendarDay(Base):
+    """An exception to Monday–Friday: a holiday (workday false) or a make-up workday (调休, true)."""
+
+    __tablename__ = "calendar_days"
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    year: Mapped[int] = mapped_column(ForeignKey("calendar_years.year", ondelete="CASCADE"), index=True)
+    workday: Mapped[bool] = mapped_column(Boolean)
+    name: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,148 @@
+"""The written trail of case changes: timeline lines, audit entries and outbox deltas.
+
+Everything that changes a case (the pipeline, an operator's action, the deadline watcher)
+collects its effects here and flushes them in the transaction that made the change: the
+timeline and the outbox by bulk insert, the audit chain last (it holds the chain's lock until
+commit, so the shorter that tail the better).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, text
+
+from dispatch.store import audit_log
+from dispatch.store.audit_log import AuditDraft
+from dispatch.store.models import OutboxMessage, TimelineEntry
+
+
+def iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t is not None else None
+
+
+@dataclass
+class Effects:
+    cases_topic: str
+    at: datetime
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    audit: list[AuditDraft] = field(default_factory=list)
+    changes: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
+
+    def step(
+        self,
+        case_id: int,
+        *,
+        actor: str,
+        action: str,
+        from_status: str | None,
+        to_status: str | None,
+        reason: str | None = None,
+        detail: dict[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """One line of the case's history, and its audit entry."""
+        when = at or self.at
+        d = detail or {}
+        self.timeline.append(
+            {
+                "case_id": case_id,
+                "at": when,
+                "actor": actor,
+                "action": action,
+                "from_status": from_status,
+                "to_status": to_status,
+                "reason": reason,
+                "detail": d,
+            }
+        )
+        self.audit.append(
+            AuditDraft(
+                actor=actor,
+                action=action,
+                entity=f"case:{case_id}",
+                payload={
+                    "at": when.isoformat(),
+                    "from": from_status,
+                    "to": to_status,
+                    "reason": reason,
+                    "detail": d,
+                },
+            )
+        )
+
+    def changed(self, case_id: int, change: str, **extra: Any) -> None:
+        """A case delta for youhu.cases.v1 (key = case id, so a case's deltas stay in order),
+        carrying the case's state as of the end of this transaction."""
+        self.changes.append((case_id, change, extra))
+
+    def flush(self, conn: Connection) -> None:
+        if self.timeline:
+            conn.execute(insert(TimelineEntry), self.timeline)
+        if self.changes:
+            snap = snapshots(conn, (cid for cid, _, _ in self.changes))
+            conn.execute(
+                insert(OutboxMessage),
+                [
+                    {
+                        "topic": self.cases_topic,
+                        "key": str(cid).encode(),
+                        "payload": _payload(cid, change, self.at, snap.get(cid, {}), extra),
+                    }
+                    for cid, change, extra in self.changes
+                ],
+            )
+        audit_log.append(conn, self.audit, at=self.at)
+        self.timeline, self.audit, self.changes = [], [], []
+
+
+def _payload(
+    case_id: int, change: str, at: datetime, snapshot: dict[str, Any], extra: dict[str, Any]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"case_id": case_id, "change": change, "at": at.isoformat()}
+    out.update(snapshot)
+    out.update(extra)
+    return out
+
+
+_SNAPSHOT_SQL = text(
+    """
+    SELECT c.id, c.status, c.category, c.category_group, c.priority, c.unit_code, c.street_code,
+           c.community_code, c.grid_code, c.attention, c.merged_into, c.possible_duplicate_of,
+           c.deadline_kind, c.deadline_at, c.handle_deadline_at, c.title,
+           ST_X(c.point) AS lon, ST_Y(c.point) AS lat,
+           (SELECT coalesce(array_agg(s.source_system || ':' || s.source_record_id ORDER BY s.id), '{}')
+              FROM case_sources s WHERE s.case_id = c.id) AS sources
+    FROM cases c WHERE c.id = ANY(:ids)
+    """
+)
+
+
+def snapshots(conn: Connection, case_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """The state each delta carries: enough for a live map and for every source's write-back."""
+    out: dict[int, dict[str, Any]] = {}
+    for r in conn.execute(_SNAPSHOT_SQL, {"ids": sorted(set(case_ids))}).mappings():
+        out[r["id"]] = {
+            "status": r["status"],
+            "category": r["category"],
+            "category_group": r["category_group"],
+            "priority": r["priority"],
+            "unit": r["unit_code"],
+            "street": r["street_code"],
+            "community": r["community_code"],
+            "grid": r["grid_code"],
+            "attention": r["attention"],
+            "merged_into": r["merged_into"],
+            "possible_duplicate_of": r["possible_duplicate_of"],
+            "deadline_kind": r["deadline_kind"],
+            "deadline_at": iso(r["deadline_at"]),
+            "handle_deadline_at": iso(r["handle_deadline_at"]),
+            "title": r["title"],
+            "lon": r["lon"],
+            "lat": r["lat"],
+            "sources": list(r["sources"]),
+        }
+    return out
