@@ -215,7 +215,7 @@ class GridIndex:
     def _nearest(self, lon: FloatArray, lat: FloatArray, tol: float) -> tuple[IntArray, FloatArray]:
         leaf = np.full(len(lon), -1, dtype=np.int64)
         dist = np.full(len(lon), np.nan)
-        if len(lon) == 0:
+        if len(lon) == 0 or tol <= 0:  # no tolerance: nothing outside snaps
             return leaf, dist
         x, y = self.frame.to_xy(lon, lat)
         pidx, tidx = self._tree_xy.query_nearest(
