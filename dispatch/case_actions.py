@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, select, text, update
 
 from dispatch.context import DispatchContext
+from dispatch.intake import Attention
 from dispatch.lifecycle import (
     OPEN,
     Action,
@@ -31,6 +32,9 @@ from dispatch.store.effects import Effects
 from dispatch.store.models import Case, CaseSource
 from dispatch.taxonomy import Category
 from dispatch.working_time import YearNotPublished
+
+# Actions after which the intake queue's question is answered (or moot).
+_SETTLES_ATTENTION = frozenset({Action.register, Action.dispatch, Action.reject, Action.merge, Action.close})
 
 
 class CaseNotFound(LookupError):
@@ -150,7 +154,9 @@ def perform(
         values.update(_deadline_effects(conn, row, t, ctx, now))
     except YearNotPublished as exc:
         raise IllegalTransition(f"{exc}; enter the notice in the holiday table first") from exc
-    if req.action in (Action.register, Action.dispatch) or row.attention == "possible_duplicate":
+    if req.action is Action.unmerge:
+        values["attention"] = Attention.unmerged.value  # back in the intake queue, for a person
+    elif req.action in _SETTLES_ATTENTION or row.attention == Attention.possible_duplicate:
         values["attention"] = None
     conn.execute(update(Case).where(Case.id == case_id).values(**values))
 

@@ -42,6 +42,7 @@ class Attention(StrEnum):
     calendar_year_missing = "calendar_year_missing"  # no holiday notice and the policy refuses
     possible_duplicate = "possible_duplicate"
     manual_dispatch = "manual_dispatch"  # automatic dispatch is off
+    unmerged = "unmerged"  # split off a case it had been merged into: register or merge again
 
 
 class LocationStatus(StrEnum):

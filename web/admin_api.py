@@ -4,6 +4,9 @@ versions, the units, the holiday table (节假日/调休) and the category taxon
 Every change is one transaction that also appends to the audit chain (entities
 ``routing_version:<id>`` and ``calendar_year:<year>``). The pipeline and case handling pick the
 change up at their next look (`dispatch.context.ContextLoader`): no restart.
+
+Open to any caller for now: authentication and roles (who may administer) come in issue 6, and
+the ``actor`` in the bodies will then be the authenticated user.
 """
 
 from __future__ import annotations

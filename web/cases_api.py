@@ -17,7 +17,7 @@ from sqlalchemy import Connection, func, select
 
 from dispatch.case_actions import ActionRequest, CaseNotFound, perform
 from dispatch.context import ContextLoader
-from dispatch.lifecycle import Action, IllegalTransition, ReturnReason, Transition
+from dispatch.lifecycle import RULES, Action, IllegalTransition, ReturnReason, Transition
 from dispatch.runtime import Runtime
 from dispatch.store.effects import Effects
 from dispatch.store.models import Case, CaseSource, TimelineEntry
@@ -40,6 +40,9 @@ async def _context_loader(request: Request) -> ContextLoader:
 
 
 Loader = Annotated[ContextLoader, Depends(_context_loader)]
+
+
+_NEEDS_REASON = [a.value for a, rule in RULES.items() if rule.needs_reason]
 
 
 class ActionIn(BaseModel):
@@ -66,12 +69,7 @@ class ActionIn(BaseModel):
         max_length=200,
         description="who acts (taken from the body for now; issue 6 takes it from the authenticated user)",
     )
-    reason: str | None = Field(
-        None,
-        max_length=2000,
-        description="required for reject, return, verify_fail, suspend, unmerge, escalate, "
-        "request_extension, deny_extension",
-    )
+    reason: str | None = Field(None, max_length=2000, description=f"required for {', '.join(_NEEDS_REASON)}")
     unit: str | None = Field(
         None, max_length=64, description="dispatch: the unit; omitted = the matrix decides"
     )

@@ -90,7 +90,7 @@ def enter_year(
 
 
 def get_year(conn: Connection, year: int) -> YearEntry:
-    y = conn.execute(select(CalendarYear).where(CalendarYear.year == year)).scalar_one_or_none()
+    y = conn.execute(select(CalendarYear.__table__).where(CalendarYear.year == year)).one_or_none()
     if y is None:
         raise LookupError(f"no holiday notice for {year} in the table")
     days = conn.execute(

@@ -178,12 +178,12 @@ def load_matrix(conn: Connection, version: int | None = None) -> ResponsibilityM
 def list_versions(conn: Connection) -> list[VersionInfo]:
     return [
         VersionInfo(r.id, r.created_at, r.created_by, r.note, r.active, r.rule_count)
-        for r in conn.execute(select(RoutingVersion).order_by(RoutingVersion.id)).scalars()
+        for r in conn.execute(select(RoutingVersion.__table__).order_by(RoutingVersion.id))
     ]
 
 
 def list_units(conn: Connection, codes: Iterable[str] | None = None) -> list[UnitRow]:
-    stmt = select(Unit).order_by(Unit.code)
+    stmt = select(Unit.__table__).order_by(Unit.code)
     if codes is not None:
         stmt = stmt.where(Unit.code.in_(list(codes)))
-    return [UnitRow(u.code, u.name, u.name_en, u.kind, u.street_code) for u in conn.execute(stmt).scalars()]
+    return [UnitRow(u.code, u.name, u.name_en, u.kind, u.street_code) for u in conn.execute(stmt)]

@@ -1,0 +1,936 @@
+"""Benchmark of the dispatcher end to end: canonical event published → case committed → delta published.
+
+The system under test is the real thing: ``youhu worker`` processes (``BENCH_PIPELINE_WORKERS``,
+default 2, one consumer group) on the real Kafka broker and PostGIS of ``deploy/``, with a fresh
+database (``<db>_bench_pipeline``, Huadu 440114 loaded) and fresh topics (prefix
+``bench<uuid>.``) per run. Workers run with their defaults (``YOUHU_BATCH_SIZE`` and the other
+``YOUHU_*`` variables of the environment pass through, for experiments).
+
+**Workload.** Points uniform over Huadu (sampled in its bounding box, kept inside a community),
+keyed by community code (the ``partitionkey``: an area, so an area stays in order, and with 261
+keys the 8 partitions are evenly loaded); a mix of the five district systems (wangge 35 %, szcg
+25 %, hotline12345 25 %, laisui 8 %, chaiwei 7 %) with valid native category codes; about 5 %
+duplicates: the same problem reported again from another system 1–8 m away, minutes later, with a
+native code of the same unified category, so that merging (多网融合) is exercised. Serialised with
+``dispatch.events.to_message`` (CloudEvents structured JSON).
+
+**Load generator.** Kafka's own console producer (``org.apache.kafka.tools.ConsoleProducer``, a
+JVM) fed through a pipe, so publishing costs the two cores little: kafka-python computes CRC32C in
+pure Python (the ``crc32c`` package is not installed), about 150–250 µs of CPU per 1 KB record,
+which would steal a core from the workers. The publish time of an event is when its line is
+written to the pipe. Deltas are read by a kafka-python consumer in a thread of this process
+(``check_crcs=False``: the broker validated them), deduplicated by ``delta_id``; an event is done
+when an ``opened`` delta naming it has been consumed.
+
+Measures, in this order:
+
+1. Warm-up: workers started, a few hundred events until both have built their grid index.
+2. Latency at a fixed rate: ``BENCH_PIPELINE_RATE`` (1,000) events/s for ``BENCH_PIPELINE_LATENCY_S``
+   (30) s, paced; p50/p99 of publish → opened delta consumed. Baseline, measured at the same
+   time on the same broker: the round trip of a plain message (the same event bytes) through a
+   topic of its own, 200 messages/s, same producer and consumer set-up, i.e. one bare Kafka hop
+   under the same load. ratio = pipeline / bare hop.
+3. Throughput: ``BENCH_PIPELINE_EVENTS`` (60,000) events published as fast as the producer goes
+   (concurrently with processing); timer from the first write to the producer to the last
+   ``opened`` delta consumed: events/s = N / elapsed. Also the database-side rate (until
+   ``processed_events`` has them all). Meanwhile: CPU seconds per process (/proc) and samples of
+   ``pg_stat_activity`` (what the workers' connections are doing), printed on stderr.
+4. Ceiling: Kafka's consumer performance tool (``org.apache.kafka.tools.ConsumerPerformance``)
+   reading the same events topic (every message of the run) in a new group, workers stopped;
+   its ``fetch.nMsg.sec`` (group join excluded) is the baseline of the throughput line.
+5. Floor: ``bench/naive_pipeline.py``, one transaction and one PostGIS query per event, offset
+   committed per event, on the same events (the first ``BENCH_PIPELINE_NAIVE_EVENTS``, 3,000) in
+   a database of its own (``<db>_bench_naive``). ratio = pipeline / naive.
+
+Targets (issue): ≥ 5,000 events/s, p99 ≤ 250 ms at 1,000 events/s, ≥ 10× naive; a line on stderr
+says which are met. Prints one JSON line per measure on stdout, progress on stderr. Databases and
+topics are dropped at the end; worker logs are kept only with ``BENCH_PIPELINE_KEEP_LOGS=1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import orjson
+import shapely
+
+REPO = Path(__file__).resolve().parent.parent
+KAFKA_TOOL = ("bash", str(REPO / "deploy" / "kafka.sh"), "tool")  # a Kafka tool class with the cached jars
+DISTRICT = "440114"
+N = int(os.environ.get("BENCH_PIPELINE_EVENTS", "60000"))
+RATE = float(os.environ.get("BENCH_PIPELINE_RATE", "1000"))
+LATENCY_S = float(os.environ.get("BENCH_PIPELINE_LATENCY_S", "30"))
+NAIVE_N = int(os.environ.get("BENCH_PIPELINE_NAIVE_EVENTS", "3000"))
+WORKERS = int(os.environ.get("BENCH_PIPELINE_WORKERS", "2"))
+KEEP_LOGS = os.environ.get("BENCH_PIPELINE_KEEP_LOGS", "0") == "1"
+PROBE_RATE = 200.0  # plain-message round trips per second during the latency phase
+WARMUP_CHUNK = 400
+DUPLICATE_SHARE = 0.05
+THROUGHPUT_TIMEOUT_S = float(os.environ.get("BENCH_PIPELINE_TIMEOUT_S", "420"))
+SYSTEM_WEIGHTS = {"wangge": 0.35, "szcg": 0.25, "hotline12345": 0.25, "laisui": 0.08, "chaiwei": 0.07}
+ROADS = (
+    "公益路",
+    "新华路",
+    "迎宾大道",
+    "凤凰北路",
+    "秀全大道",
+    "天贵路",
+    "商业大道",
+    "建设路",
+    "龙珠路",
+    "云山大道",
+)
+HEADER = b"content-type:application/cloudevents+json"
+TARGETS = {"throughput": 5000.0, "p99_ms": 250.0, "vs_naive": 10.0}
+
+
+def say(msg: str) -> None:
+    print(f"[bench-pipeline {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _num(x: float, digits: int) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(x, digits)
+
+
+def _emit(metric: str, value: float, unit: str, baseline: str, base_value: float) -> str:
+    ratio = value / base_value if base_value and math.isfinite(base_value) else float("nan")
+    return json.dumps(
+        {
+            "bench": "pipeline",
+            "metric": metric,
+            "value": _num(value, 3),
+            "unit": unit,
+            "baseline": baseline,
+            "baseline_value": _num(base_value, 3),
+            "ratio": _num(ratio, 2),
+        }
+    )
+
+
+# ---- services and databases --------------------------------------------------------------------
+
+
+def _deploy(script: str) -> str:
+    out = subprocess.run(
+        ["bash", str(REPO / "deploy" / script), "start"], check=True, capture_output=True, text=True
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def _admin_url(server: str) -> str:
+    from sqlalchemy import make_url
+
+    return (
+        make_url(server)
+        .set(drivername="postgresql", database="postgres")
+        .render_as_string(hide_password=False)
+    )
+
+
+def _fresh_database(server: str, suffix: str) -> str:
+    """A new database ``<db>_<suffix>`` on the server, migrated, with the district loaded."""
+    import psycopg
+    from sqlalchemy import make_url
+
+    from dispatch.store.areas import load_district
+    from dispatch.store.db import make_engine, migrate
+
+    base = make_url(server)
+    name = f"{base.database or 'youhu'}_{suffix}"
+    with psycopg.connect(_admin_url(server), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = base.set(database=name).render_as_string(hide_password=False)
+    migrate(url)
+    engine = make_engine(url, pool_size=1)
+    try:
+        with engine.begin() as conn:
+            load_district(conn, DISTRICT)
+    finally:
+        engine.dispose()
+    return url
+
+
+def _drop_database(server: str, url: str) -> None:
+    import psycopg
+    from sqlalchemy import make_url
+
+    name = make_url(url).database
+    with psycopg.connect(_admin_url(server), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# ---- the workload --------------------------------------------------------------------------------
+
+
+@dataclass
+class Workload:
+    """Producer input lines (``header\\tkey\\tvalue\\n``) and the event id of each."""
+
+    lines: list[bytes] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    duplicates: int = 0
+
+    def slice(self, start: int, stop: int) -> Workload:
+        return Workload(self.lines[start:stop], self.ids[start:stop])
+
+
+def make_workload(n: int, seed: int, run: str) -> Workload:
+    from dispatch.event_data import EventData, PointGeometry, Reporter, SourceCategory
+    from dispatch.events import CanonicalEvent, to_message
+    from dispatch.taxonomy import default_taxonomy
+    from geo.area import Level
+    from geo.hierarchy import build_hierarchy
+
+    rng = np.random.default_rng(seed)
+    h = build_hierarchy(DISTRICT)
+    communities = h.layer(Level.COMMUNITY)
+    tree = shapely.STRtree([c.geometry for c in communities])
+    minx, miny, maxx, maxy = h.district.geometry.bounds
+    lon = np.empty(0)
+    lat = np.empty(0)
+    comm = np.empty(0, dtype=np.int64)
+    while len(lon) < n:
+        bx = rng.uniform(minx, maxx, 3 * n)
+        by = rng.uniform(miny, maxy, 3 * n)
+        pi, ci = tree.query(shapely.points(bx, by), predicate="within")
+        first = np.unique(pi, return_index=True)[1]  # a point on a shared edge: its first community
+        lon, lat, comm = np.r_[lon, bx[pi[first]]], np.r_[lat, by[pi[first]]], np.r_[comm, ci[first]]
+    tax = default_taxonomy()
+    natives = {s: list(tax.native_codes(s).values()) for s in SYSTEM_WEIGHTS}
+    by_unified: dict[str, list[Any]] = {}
+    for codes in natives.values():
+        for c in codes:
+            by_unified.setdefault(c.unified, []).append(c)
+    systems = list(SYSTEM_WEIGHTS)
+    weights = np.array(list(SYSTEM_WEIGHTS.values()))
+    now = datetime.now(UTC)
+    out = Workload()
+    # Reports that may be reported again: (event, key, unified category).
+    originals: list[tuple[CanonicalEvent, str, str]] = []
+    for k in range(n):
+        dup_of = None
+        if originals and rng.random() < DUPLICATE_SHARE:
+            cand = originals[-int(rng.integers(1, min(200, len(originals)) + 1))]
+            system = cand[0].data.source_system.value
+            others = [c for c in by_unified[cand[2]] if c.source_system != system]
+            if others:
+                dup_of, native = cand, others[int(rng.integers(len(others)))]
+        if dup_of is not None:
+            orig, key, _ = dup_of
+            assert orig.data.location is not None
+            ox, oy = orig.data.location.coordinates
+            dist, bearing = rng.uniform(1.0, 8.0), rng.uniform(0, 2 * math.pi)
+            x = ox + dist * math.sin(bearing) / (111_320.0 * math.cos(math.radians(oy)))
+            y = oy + dist * math.cos(bearing) / 110_574.0
+            system = native.source_system
+            reported = min(orig.data.reported_at + timedelta(minutes=float(rng.uniform(1, 30))), now)
+            title, address = orig.data.title, orig.data.address
+            out.duplicates += 1
+        else:
+            system = systems[int(rng.choice(len(systems), p=weights))]
+            native = natives[system][int(rng.integers(len(natives[system])))]
+            x, y = float(lon[k]), float(lat[k])
+            area = communities[int(comm[k])]
+            key = area.code
+            place = f"{area.name}{ROADS[int(rng.integers(len(ROADS)))]}{int(rng.integers(1, 300))}号"
+            title, address = f"{native.label_zh}：{place}附近", f"广州市花都区{place}"
+            reported = now - timedelta(seconds=float(rng.uniform(0, 6 * 3600)))
+        eid = f"{run}-{k}"
+        event = CanonicalEvent(
+            id=eid,
+            source=f"/sources/{system}",
+            type="cn.youhu.event.reported",
+            time=now,
+            partitionkey=key,
+            data=EventData(
+                source_system=system,
+                source_record_id=f"{system.upper()}-{run}-{k:07d}",
+                source_category=SourceCategory(code=native.code, label=native.label_zh),
+                title=title,
+                description=f"{native.label_zh}，请尽快处理。",
+                location=PointGeometry(coordinates=(x, y)),
+                address=address,
+                reported_at=reported,
+                reporter=Reporter(kind="public" if system == "hotline12345" else "inspector"),
+            ),
+        )
+        if dup_of is None:
+            originals.append((event, key, native.unified))
+        m = to_message(event)
+        assert b"\n" not in m.value and b"\t" not in m.value and m.key is not None
+        out.lines.append(HEADER + b"\t" + m.key + b"\t" + m.value + b"\n")
+        out.ids.append(eid)
+    return out
+
+
+# ---- Kafka: load generator, delta watcher ----------------------------------------------------------
+
+
+class ConsoleProducer:
+    """Kafka's console producer (JVM) on ``topic``, fed ``header\\tkey\\tvalue`` lines by a pipe."""
+
+    def __init__(self, bootstrap: str, topic: str, log: IO[bytes]) -> None:
+        # linger.ms 5 and 256 KiB batches, as the platform's KafkaBus producer.
+        options = (
+            "--property parse.key=true --property parse.headers=true --timeout 5 "
+            "--max-partition-memory-bytes 262144 --max-memory-bytes 268435456 "
+            "--request-timeout-ms 30000 --request-required-acks all"
+        )
+        self.proc = subprocess.Popen(
+            [
+                *KAFKA_TOOL,
+                "org.apache.kafka.tools.ConsoleProducer",
+                *f"--bootstrap-server {bootstrap}".split(),
+                *f"--topic {topic} {options}".split(),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=log,
+        )
+
+    def write(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def java_pid(self) -> int | None:
+        kids = _children(self.proc.pid)
+        return kids[0] if kids else None
+
+
+@dataclass
+class Phase:
+    """Events the watcher is waiting for: publish time (epoch s) → consumed time."""
+
+    published: dict[str, float] = field(default_factory=dict)
+    consumed: dict[str, float] = field(default_factory=dict)
+    delta_ts: dict[str, float] = field(default_factory=dict)  # the delta record's own timestamp
+    pending: set[str] = field(default_factory=set)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def expect(self, ids: Sequence[str]) -> None:
+        self.pending.update(ids)
+        self.done.clear()
+
+    def latencies_ms(self) -> np.ndarray:
+        ids = [i for i in self.published if i in self.consumed]
+        return np.array([(self.consumed[i] - self.published[i]) * 1000 for i in ids])
+
+
+class Watcher:
+    """A kafka-python consumer in a thread; ``on_record(record, now)`` for each record."""
+
+    def __init__(
+        self, bootstrap: str, topic: str, group: str, on_record: Callable[[Any, float], None]
+    ) -> None:
+        from kafka import KafkaConsumer
+
+        self.consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            client_id=group,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            check_crcs=False,
+            max_poll_records=5000,
+        )
+        self.on_record = on_record
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, name=f"watch-{topic}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            batches = self.consumer.poll(timeout_ms=100, max_records=5000)
+            now = time.time()
+            with self.lock:
+                for recs in batches.values():
+                    for r in recs:
+                        self.on_record(r, now)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        self.consumer.close()
+
+
+class DeltaLog:
+    """What the cases topic said: opened deltas per event, deduplicated by delta id."""
+
+    def __init__(self) -> None:
+        self.phase = Phase()
+        self.delta_ids: set[int] = set()
+        self.repeats = 0
+        self.changes: Counter[str] = Counter()
+
+    def on_record(self, r: Any, now: float) -> None:
+        d = orjson.loads(r.value)
+        did = int(d["delta_id"])
+        if did in self.delta_ids:
+            self.repeats += 1
+            return
+        self.delta_ids.add(did)
+        self.changes[d.get("change", "?")] += 1
+        if d.get("change") != "opened":
+            return
+        p = self.phase
+        for e in d.get("events") or ():
+            eid = e.get("id")
+            if eid in p.pending:
+                p.consumed[eid] = now
+                p.delta_ts[eid] = r.timestamp / 1000.0
+                p.pending.discard(eid)
+        if not p.pending:
+            p.done.set()
+
+
+class ProbeLog:
+    """Plain messages on a topic of their own: key = probe id."""
+
+    def __init__(self) -> None:
+        self.phase = Phase()
+
+    def on_record(self, r: Any, now: float) -> None:
+        k = r.key.decode()
+        p = self.phase
+        if k in p.pending:
+            p.consumed[k] = now
+            p.pending.discard(k)
+            if not p.pending:
+                p.done.set()
+
+
+def _paced(
+    producers: Sequence[tuple[ConsoleProducer, Workload, Phase, threading.Lock, float]], seconds: float
+) -> None:
+    """Write each workload at its rate (events/s) for ``seconds``, stamping publish times."""
+    t0 = time.time()
+    sent = [0] * len(producers)
+    while True:
+        now = time.time()
+        finished = True
+        for j, (prod, wl, phase, lock, rate) in enumerate(producers):
+            due = min(len(wl.lines), int((now - t0) * rate) + 1, int(seconds * rate))
+            if sent[j] < due:
+                chunk = slice(sent[j], due)
+                with lock:
+                    stamp = time.time()
+                    for eid in wl.ids[chunk]:
+                        phase.published[eid] = stamp
+                prod.write(b"".join(wl.lines[chunk]))
+                sent[j] = due
+            finished &= sent[j] >= min(len(wl.lines), int(seconds * rate))
+        if finished:
+            return
+        time.sleep(0.001)
+
+
+def _wait(phase: Phase, timeout_s: float, what: str) -> bool:
+    t_end = time.monotonic() + timeout_s
+    last = time.monotonic()
+    while not phase.done.wait(1.0):
+        if time.monotonic() > t_end:
+            say(f"{what}: timed out with {len(phase.pending)} events still pending")
+            return False
+        if time.monotonic() - last > 10:
+            say(f"{what}: {len(phase.pending)} events pending")
+            last = time.monotonic()
+    return True
+
+
+# ---- workers ---------------------------------------------------------------------------------------
+
+
+def _spawn_worker(settings: Any, log_path: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "YOUHU_DATABASE_URL": settings.database_url,
+        "YOUHU_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "YOUHU_TOPIC_PREFIX": settings.topic_prefix,
+        "YOUHU_CONSUMER_GROUP": settings.consumer_group,
+        "YOUHU_PARTITIONS_EVENTS": str(settings.partitions_events),
+        "YOUHU_PARTITIONS_CASES": str(settings.partitions_cases),
+    }
+    log = log_path.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "dispatch.cli", "worker"], cwd=REPO, env=env, stdout=log, stderr=log
+    )
+
+
+def _stop_workers(workers: Sequence[subprocess.Popen[bytes]]) -> None:
+    for w in workers:
+        if w.poll() is None:
+            w.send_signal(signal.SIGTERM)
+    for w in workers:
+        try:
+            w.wait(30)
+        except subprocess.TimeoutExpired:
+            w.kill()
+            w.wait()
+
+
+_STATS = re.compile(r"stopped: PipelineStats\((.*?)\)")
+
+
+def _worker_report(logs: Sequence[Path]) -> None:
+    for p in logs:
+        text = p.read_text(errors="replace")
+        m = _STATS.search(text)
+        stats = dict(kv.split("=") for kv in m.group(1).split(", ")) if m else {}
+        batches, polled = int(stats.get("batches", 0)), int(stats.get("polled", 0))
+        errors = text.count("Traceback")
+        mean = f", mean batch {polled / batches:.0f} events" if batches else ""
+        say(f"{p.stem}: {stats or 'no stats (killed?)'}{mean}; {errors} tracebacks in its log")
+
+
+# ---- observation: CPU per process, what the database connections do -----------------------------
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+def _cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_pids() -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (d / "comm").read_text().strip() == "postgres":
+                    out.append(int(d.name))
+    return out
+
+
+def _cpu_snapshot(groups: dict[str, list[int]]) -> dict[str, float]:
+    snap = {name: sum(_cpu_s(p) for p in pids) for name, pids in groups.items()}
+    snap["postgres (all databases)"] = sum(_cpu_s(p) for p in _postgres_pids())
+    return snap
+
+
+def _classify(query: str) -> str:
+    q = " ".join(query.split())[:200]
+    for needle, label in (
+        ("pg_advisory_xact_lock", "audit chain lock"),
+        ("INSERT INTO processed_events", "insert processed_events"),
+        ("FROM unnest(CAST(", "duplicate candidates"),
+        ("INSERT INTO cases", "insert cases"),
+        ("INSERT INTO case_sources", "insert case_sources"),
+        ("SELECT case_sources.source_system", "known source records"),
+        ("INSERT INTO case_timeline", "insert timeline"),
+        ("INSERT INTO audit_log", "insert audit_log"),
+        ("SELECT audit_log", "audit chain head"),
+        ("INSERT INTO outbox", "insert outbox"),
+        ("FROM outbox WHERE published_at IS NULL", "relay fetch"),
+        ("UPDATE outbox", "relay mark"),
+        ("ST_X(c.point)", "delta snapshots"),
+        ("UPDATE cases", "merge/possible updates"),
+        ("UPDATE case_sources", "move sources"),
+        ("FROM area_generations WHERE active", "context revision"),
+        ("warn_at", "deadline watcher"),
+        ("COMMIT", "commit"),
+    ):
+        if needle in q:
+            return label
+    return q[:48]
+
+
+class Sampler:
+    """Samples, every ``every_s``: the bench database's client connections (state, wait, statement)
+    and the count of processed events."""
+
+    def __init__(self, url: str, every_s: float = 0.05) -> None:
+        import psycopg
+        from sqlalchemy import make_url
+
+        u = make_url(url)
+        self.dbname = u.database
+        self.conn = psycopg.connect(
+            u.set(drivername="postgresql").render_as_string(hide_password=False), autocommit=True
+        )
+        self.every_s = every_s
+        self.samples = 0
+        self.states: Counter[str] = Counter()
+        self.processed: list[tuple[float, int]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="pg-sampler", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        k = 0
+        while not self.stop.is_set():
+            rows = self.conn.execute(
+                "SELECT state, wait_event_type, wait_event, query FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+                (self.dbname,),
+            ).fetchall()
+            self.samples += 1
+            for state, wtype, wevent, query in rows:
+                if state == "idle":
+                    continue
+                if state == "idle in transaction":
+                    self.states["idle in transaction (worker's Python inside a transaction)"] += 1
+                elif wtype in (None, "CPU"):
+                    self.states[f"running: {_classify(query or '')}"] += 1
+                else:
+                    self.states[f"waiting {wtype}/{wevent}: {_classify(query or '')}"] += 1
+            if k % 10 == 0:
+                n = self.conn.execute("SELECT count(*) FROM processed_events").fetchone()
+                self.processed.append((time.time(), int(n[0]) if n else 0))
+            k += 1
+            time.sleep(self.every_s)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        self.conn.close()
+
+    def report(self) -> None:
+        say(
+            f"pg_stat_activity, {self.samples} samples; mean busy connections of the bench database by state:"
+        )
+        for label, n in self.states.most_common(14):
+            say(f"  {n / max(self.samples, 1):6.3f}  {label}")
+
+    def reached(self, count: int) -> float | None:
+        for t, n in self.processed:
+            if n >= count:
+                return t
+        return None
+
+
+# ---- baselines -----------------------------------------------------------------------------------
+
+
+def consumer_perf(bootstrap: str, topic: str, messages: int, group: str) -> dict[str, float]:
+    """Kafka's ConsumerPerformance on ``topic``; its summary line as a dict."""
+    out = subprocess.run(
+        [
+            *KAFKA_TOOL,
+            "org.apache.kafka.tools.ConsumerPerformance",
+            *f"--bootstrap-server {bootstrap}".split(),
+            *f"--topic {topic} --messages {messages} --group {group} --timeout 20000".split(),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    head = next(i for i, ln in enumerate(lines) if ln.startswith("start.time"))
+    keys = [k.strip() for k in lines[head].split(",")]
+    values = [v.strip() for v in lines[head + 1].split(",")]
+    return {k: float(v) for k, v in zip(keys, values, strict=True) if k not in ("start.time", "end.time")}
+
+
+def _pct(a: np.ndarray, q: float) -> float:
+    return float(np.percentile(a, q)) if len(a) else float("nan")
+
+
+# ---- the run -------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _cleanup(stack: list[Callable[[], None]]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for fn in reversed(stack):
+            try:
+                fn()
+            except Exception as exc:  # cleanup goes on; the error is shown
+                say(f"cleanup step failed: {exc!r}")
+
+
+def main() -> int:
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    from dispatch.runtime import open_runtime
+    from dispatch.settings import Settings
+
+    server = os.environ.get("YOUHU_DATABASE_URL") or _deploy("postgis.sh")
+    bootstrap = os.environ.get("YOUHU_KAFKA_BOOTSTRAP") or _deploy("kafka.sh")
+    run = uuid.uuid4().hex[:8]
+    prefix = f"bench{run}."
+    tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    stack: list[Callable[[], None]] = []
+    lines: list[str] = []
+    ok = True
+    with _cleanup(stack):
+        say(f"run {run}: databases, district, topics (logs in {tmp})")
+        url = _fresh_database(server, "bench_pipeline")
+        stack.append(lambda: _drop_database(server, url))
+        naive_url = _fresh_database(server, "bench_naive")
+        stack.append(lambda: _drop_database(server, naive_url))
+        settings = Settings(
+            database_url=url,
+            kafka_bootstrap=bootstrap,
+            topic_prefix=prefix,
+            consumer_group=f"{prefix}dispatch",
+            partitions_events=8,
+            partitions_cases=8,
+        )
+
+        async def topics() -> Any:
+            rt = await open_runtime(settings, run_migrations=False)
+            await rt.close()
+            return rt.topics
+
+        tp = asyncio.run(topics())
+        probe_topic, naive_topic = f"{prefix}bench.probe", f"{prefix}bench.naive-deltas"
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-admin")
+        admin.create_topics([NewTopic(probe_topic, 8, 1), NewTopic(naive_topic, 8, 1)], timeout_ms=30_000)
+
+        def drop_topics() -> None:
+            names = [t for t in admin.list_topics() if t.startswith(prefix)]
+            if names:
+                admin.delete_topics(names, timeout_ms=30_000)
+            admin.close()
+
+        stack.append(drop_topics)
+
+        n_warm = 4 * WARMUP_CHUNK
+        n_lat = int(LATENCY_S * RATE)
+        t = time.perf_counter()
+        wl = make_workload(n_warm + n_lat + N, seed=20261122, run=run)
+        probes = Workload([], [])
+        for i, raw in enumerate(make_workload(int(LATENCY_S * PROBE_RATE) + 1, seed=7, run="p").lines):
+            key = f"probe-{i}".encode()
+            value = raw.rsplit(b"\t", 1)[1]
+            probes.lines.append(HEADER + b"\t" + key + b"\t" + value)
+            probes.ids.append(key.decode())
+        say(
+            f"workload: {len(wl.lines):,} events ({wl.duplicates:,} duplicates, "
+            f"{sum(map(len, wl.lines)) / len(wl.lines):.0f} bytes a line) in {time.perf_counter() - t:.1f} s"
+        )
+        warm, lat, thr = (
+            wl.slice(0, n_warm),
+            wl.slice(n_warm, n_warm + n_lat),
+            wl.slice(n_warm + n_lat, len(wl.ids)),
+        )
+
+        plog = (tmp / "producers.log").open("ab")
+        producer = ConsoleProducer(bootstrap, tp.events, plog)
+        stack.append(producer.close)
+        probe_producer = ConsoleProducer(bootstrap, probe_topic, plog)
+        stack.append(probe_producer.close)
+        deltas, probe_log = DeltaLog(), ProbeLog()
+        delta_watch = Watcher(bootstrap, tp.cases, f"{prefix}bench-deltas", deltas.on_record)
+        stack.append(delta_watch.close)
+        probe_watch = Watcher(bootstrap, probe_topic, f"{prefix}bench-probe", probe_log.on_record)
+        stack.append(probe_watch.close)
+
+        # The probe producer's first message says when the JVMs are up.
+        first = probes.slice(0, 1)
+        probe_log.phase.expect(first.ids)
+        probe_producer.write(first.lines[0])
+        if not _wait(probe_log.phase, 120, "console producer start"):
+            return 1
+        probes = probes.slice(1, len(probes.ids))
+
+        logs = [tmp / f"worker{i}.log" for i in range(WORKERS)]
+        workers = [_spawn_worker(settings, p) for p in logs]
+
+        def stop_workers() -> None:
+            _stop_workers(workers)
+
+        stack.append(stop_workers)
+        t = time.perf_counter()
+        published = 0  # events written to the events topic
+        ready = 0
+        for i in range(4):
+            chunk = warm.slice(i * WARMUP_CHUNK, (i + 1) * WARMUP_CHUNK)
+            with delta_watch.lock:
+                deltas.phase.expect(chunk.ids)
+            producer.write(b"".join(chunk.lines))
+            published += len(chunk.ids)
+            if not _wait(deltas.phase, 180, "warm-up"):
+                _worker_report(logs)
+                return 1
+            ready = sum("grid index for generations" in p.read_text(errors="replace") for p in logs)
+            if ready == WORKERS:
+                break
+        say(f"warm-up: {ready} of {WORKERS} workers ready after {time.perf_counter() - t:.1f} s")
+
+        # ---- latency at a fixed rate, with the bare Kafka hop measured at the same time
+        say(f"latency: {RATE:.0f} events/s for {LATENCY_S:.0f} s (+ {PROBE_RATE:.0f} plain messages/s)")
+        with delta_watch.lock:
+            deltas.phase = Phase()
+            deltas.phase.expect(lat.ids)
+        with probe_watch.lock:
+            probe_log.phase = Phase()
+            probe_log.phase.expect(probes.ids)
+        published += len(lat.ids)
+        _paced(
+            [
+                (producer, lat, deltas.phase, delta_watch.lock, RATE),
+                (probe_producer, probes, probe_log.phase, probe_watch.lock, PROBE_RATE),
+            ],
+            LATENCY_S,
+        )
+        ok &= _wait(deltas.phase, 120, "latency")
+        _wait(probe_log.phase, 30, "probe")
+        ms = deltas.phase.latencies_ms()
+        probe_ms = probe_log.phase.latencies_ms()
+        pub = deltas.phase.published
+        relay_ms = np.array([(deltas.phase.delta_ts[i] - pub[i]) * 1000 for i in deltas.phase.delta_ts])
+        say(
+            f"latency: {len(ms):,} of {len(lat.ids):,} events; publish→delta consumed p50 {_pct(ms, 50):.1f} "
+            f"p90 {_pct(ms, 90):.1f} p99 {_pct(ms, 99):.1f} max {_pct(ms, 100):.1f} ms; "
+            f"publish→delta produced by the relay p50 {_pct(relay_ms, 50):.1f} "
+            f"p99 {_pct(relay_ms, 99):.1f} ms; "
+            f"bare hop p50 {_pct(probe_ms, 50):.1f} p99 {_pct(probe_ms, 99):.1f} ms"
+        )
+
+        # ---- throughput: N events as fast as the producer goes
+        say(f"throughput: {N:,} events, {WORKERS} workers")
+        with delta_watch.lock:
+            deltas.phase = Phase()
+            deltas.phase.expect(thr.ids)
+        published += len(thr.ids)
+        with contextlib.closing(Sampler(url)) as sampler:
+            processed_before = sampler.conn.execute("SELECT count(*) FROM processed_events").fetchone()
+            base_count = int(processed_before[0]) if processed_before else 0
+            groups = {
+                "workers": [w.pid for w in workers],
+                "this bench (watchers, producer pipe)": [os.getpid()],
+                "kafka broker": _broker_pids(),
+                "console producer (JVM)": [p for p in (producer.java_pid(),) if p],
+            }
+            cpu0, w0 = _cpu_snapshot(groups), time.time()
+            sampler.start()
+            t0 = time.time()
+            writer = threading.Thread(target=producer.write, args=(b"".join(thr.lines),), daemon=True)
+            writer.start()
+            finished = _wait(deltas.phase, THROUGHPUT_TIMEOUT_S, "throughput")
+            t_end = max(deltas.phase.consumed.values(), default=time.time())
+            writer.join(5)
+            cpu1, w1 = _cpu_snapshot(groups), time.time()
+            time.sleep(0.6)
+        done = len(deltas.phase.consumed)
+        ok &= finished
+        elapsed = t_end - t0
+        rate = done / elapsed if elapsed > 0 else 0.0
+        t_db = sampler.reached(base_count + N)
+        db_rate = N / (t_db - t0) if t_db else 0.0
+        say(
+            f"throughput: {done:,} of {N:,} events in {elapsed:.1f} s = {rate:,.0f} events/s"
+            + (f"; all committed in the database after {t_db - t0:.1f} s (≤ 0.5 s sampling)" if t_db else "")
+        )
+        say(
+            f"CPU seconds during the throughput phase ({w1 - w0:.1f} s wall, "
+            f"{os.cpu_count()} cores = {(os.cpu_count() or 1) * (w1 - w0):.0f} cpu-s):"
+        )
+        for name in cpu0:
+            say(f"  {cpu1[name] - cpu0[name]:7.1f}  {name}")
+        sampler.report()
+        say(f"deltas seen: {dict(deltas.changes)}, {deltas.repeats} repeats dropped")
+
+        stop_workers()
+        _worker_report(logs)
+
+        # ---- ceiling: Kafka's consumer performance tool on the same messages
+        total = published
+        say(f"ceiling: ConsumerPerformance over the {total:,} messages of {tp.events}")
+        perf = consumer_perf(bootstrap, tp.events, total, f"{prefix}bench-perf")
+        say(f"ConsumerPerformance: {perf}")
+        ceiling = perf["fetch.nMsg.sec"]
+
+        # ---- floor: the naive pipeline on the same events
+        import naive_pipeline
+
+        say(f"floor: naive per-event pipeline over {NAIVE_N:,} events")
+        naive = naive_pipeline.run_naive(
+            naive_url, bootstrap, tp.events, naive_topic, group=f"{prefix}bench-naive", events=NAIVE_N
+        )
+        say(
+            f"naive: {naive.events:,} events in {naive.seconds:.1f} s = {naive.rate:,.0f} events/s "
+            f"({naive.merged} merged, {naive.outside} outside, {naive.rejected} rejected)"
+        )
+
+        lines += [
+            _emit("throughput_2_workers", rate, "events/s", "kafka_consumer_perf (fetch.nMsg.sec)", ceiling),
+            _emit("throughput_vs_naive", rate, "events/s", "naive_per_event", naive.rate),
+            _emit("throughput_db_committed_2_workers", db_rate, "events/s", "naive_per_event", naive.rate),
+            _emit(
+                f"latency_p50_at_{RATE:.0f}eps", _pct(ms, 50), "ms", "kafka_roundtrip_p50", _pct(probe_ms, 50)
+            ),
+            _emit(
+                f"latency_p99_at_{RATE:.0f}eps", _pct(ms, 99), "ms", "kafka_roundtrip_p99", _pct(probe_ms, 99)
+            ),
+        ]
+        met = {
+            f"≥ {TARGETS['throughput']:,.0f} events/s": rate >= TARGETS["throughput"],
+            f"p99 ≤ {TARGETS['p99_ms']:.0f} ms": _pct(ms, 99) <= TARGETS["p99_ms"],
+            f"≥ {TARGETS['vs_naive']:.0f}× naive": naive.rate > 0
+            and rate / naive.rate >= TARGETS["vs_naive"],
+        }
+        say("targets: " + ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in met.items()))
+        if not ok:
+            _worker_report(logs)
+    if KEEP_LOGS or not ok:
+        say(f"logs kept in {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for line in lines:
+        print(line, flush=True)
+    return 0 if ok and lines else 1
+
+
+def _broker_pids() -> list[int]:
+    run_dir = Path(os.environ.get("YOUHU_RUN_DIR", REPO / ".run"))
+    pid_file = run_dir / "kafka" / "kafka.pid"
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(pid_file.read_text().strip())
+        if Path(f"/proc/{pid}").exists():
+            return [pid]
+    return []
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
