@@ -49,7 +49,13 @@ bench-geo: venv
 	@export YOUHU_DATABASE_URL="$${YOUHU_DATABASE_URL:-$$(deploy/postgis.sh start)}"; \
 	$(PY) bench/bench_geo.py
 
-bench: bench-geo
+## make bench-pipeline: 2 workers end to end on Kafka + PostGIS (started first), vs Kafka's consumer tool and a naive pipeline
+bench-pipeline: venv
+	@export YOUHU_DATABASE_URL="$${YOUHU_DATABASE_URL:-$$(deploy/postgis.sh start)}"; \
+	export YOUHU_KAFKA_BOOTSTRAP="$${YOUHU_KAFKA_BOOTSTRAP:-$$(deploy/kafka.sh start)}"; \
+	$(PY) bench/bench_pipeline.py
+
+bench: bench-geo bench-pipeline
 
 clean: stop
 	rm -rf .run

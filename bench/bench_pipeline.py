@@ -1,50 +1,61 @@
 """Benchmark of the dispatcher end to end: canonical event published → case committed → delta published.
 
 The system under test is the real thing: ``youhu worker`` processes (``BENCH_PIPELINE_WORKERS``,
-default 2, one consumer group) on the real Kafka broker and PostGIS of ``deploy/``, with a fresh
-database (``<db>_bench_pipeline``, Huadu 440114 loaded) and fresh topics (prefix
-``bench<uuid>.``) per run. Workers run with their defaults (``YOUHU_BATCH_SIZE`` and the other
-``YOUHU_*`` variables of the environment pass through, for experiments).
+default 2, one consumer group; each runs the pipeline, the outbox relay and the deadline watcher)
+on the Kafka broker and PostGIS of ``deploy/``, with a fresh database (``<db>_bench_pipeline``,
+Huadu 440114 loaded) and fresh topics (prefix ``bench<uuid>.``) per run. Workers run with their
+defaults; ``YOUHU_BATCH_SIZE`` and the other ``YOUHU_*`` variables of the environment pass through
+to them, for experiments.
 
 **Workload.** Points uniform over Huadu (sampled in its bounding box, kept inside a community),
 keyed by community code (the ``partitionkey``: an area, so an area stays in order, and with 261
-keys the 8 partitions are evenly loaded); a mix of the five district systems (wangge 35 %, szcg
-25 %, hotline12345 25 %, laisui 8 %, chaiwei 7 %) with valid native category codes; about 5 %
-duplicates: the same problem reported again from another system 1–8 m away, minutes later, with a
-native code of the same unified category, so that merging (多网融合) is exercised. Serialised with
-``dispatch.events.to_message`` (CloudEvents structured JSON).
+keys the 8 partitions are evenly loaded); the five district systems (wangge 35 %, szcg 25 %,
+hotline12345 25 %, laisui 8 %, chaiwei 7 %) with valid native category codes, reported in the last
+ten minutes; about 5 % duplicates: the same problem reported again from another system 1–8 m away,
+minutes later, with a native code of the same unified category, so merging (多网融合) is
+exercised. Serialised with ``dispatch.events.to_message`` (CloudEvents structured JSON).
 
-**Load generator.** Kafka's own console producer (``org.apache.kafka.tools.ConsoleProducer``, a
-JVM) fed through a pipe, so publishing costs the two cores little: kafka-python computes CRC32C in
-pure Python (the ``crc32c`` package is not installed), about 150–250 µs of CPU per 1 KB record,
-which would steal a core from the workers. The publish time of an event is when its line is
-written to the pipe. Deltas are read by a kafka-python consumer in a thread of this process
-(``check_crcs=False``: the broker validated them), deduplicated by ``delta_id``; an event is done
-when an ``opened`` delta naming it has been consumed.
+**Load generator and observer.** Events are published by Kafka's own console producer
+(``org.apache.kafka.tools.ConsoleProducer``, a JVM; linger 5 ms, 256 KiB batches, acks=all, as the
+platform's ``KafkaBus``) fed through a pipe. Not kafka-python: without the ``crc32c`` package it
+computes CRC32C in pure Python, 150–250 µs of CPU per KiB, and would take a core from the
+workers. An event's publish time is when its line is written to the pipe. Deltas are read by a
+kafka-python consumer in a thread of this process (all partitions assigned, ``check_crcs=False``),
+deduplicated by ``delta_id``; an event is done when an ``opened`` delta naming it is consumed.
 
 Measures, in this order:
 
-1. Warm-up: workers started, a few hundred events until both have built their grid index.
-2. Latency at a fixed rate: ``BENCH_PIPELINE_RATE`` (1,000) events/s for ``BENCH_PIPELINE_LATENCY_S``
-   (30) s, paced; p50/p99 of publish → opened delta consumed. Baseline, measured at the same
-   time on the same broker: the round trip of a plain message (the same event bytes) through a
-   topic of its own, 200 messages/s, same producer and consumer set-up, i.e. one bare Kafka hop
-   under the same load. ratio = pipeline / bare hop.
-3. Throughput: ``BENCH_PIPELINE_EVENTS`` (60,000) events published as fast as the producer goes
-   (concurrently with processing); timer from the first write to the producer to the last
-   ``opened`` delta consumed: events/s = N / elapsed. Also the database-side rate (until
-   ``processed_events`` has them all). Meanwhile: CPU seconds per process (/proc) and samples of
-   ``pg_stat_activity`` (what the workers' connections are doing), printed on stderr.
+1. Warm-up: the workers start; 400-event chunks until both have built their grid index; then
+   ANALYZE (as autovacuum keeps a database in service: a table never analyzed is planned as
+   if empty).
+2. Throughput: ``BENCH_PIPELINE_EVENTS`` (60,000) events written to the producer at once,
+   processed as they arrive; timer from the first write to the last ``opened`` delta consumed:
+   events/s = N / elapsed. Also the database-side rate (until ``processed_events`` holds them all,
+   sampled every 0.2 s and interpolated) and its value per quarter of the run. Meanwhile, on
+   stderr: CPU seconds per process (/proc) and samples of ``pg_stat_activity`` (what the workers'
+   connections are doing: running which statement, waiting for which lock, or idle in
+   transaction, i.e. waiting for the worker's Python).
+3. Latency at a fixed rate, on the database the throughput run filled: ``BENCH_PIPELINE_RATE``
+   (1,000) events/s for ``BENCH_PIPELINE_LATENCY_S`` (30) s, paced; p50/p99 of publish → opened
+   delta consumed, then where it went (publish → the event's transaction began, from
+   ``processed_events.processed_at`` → the relay produced the delta, from its record timestamp →
+   consumed) and the mean per second of the run. Baseline, measured at the same time on the same
+   broker: one bare Kafka hop, i.e. plain messages (the same event bytes) through a topic of
+   their own at 200/s, same producer and consumer. ratio = pipeline / bare hop.
 4. Ceiling: Kafka's consumer performance tool (``org.apache.kafka.tools.ConsumerPerformance``)
-   reading the same events topic (every message of the run) in a new group, workers stopped;
-   its ``fetch.nMsg.sec`` (group join excluded) is the baseline of the throughput line.
+   reading every message of the events topic in a new group, workers stopped; its
+   ``fetch.nMsg.sec`` (group join excluded) is the baseline of the throughput line.
 5. Floor: ``bench/naive_pipeline.py``, one transaction and one PostGIS query per event, offset
    committed per event, on the same events (the first ``BENCH_PIPELINE_NAIVE_EVENTS``, 3,000) in
    a database of its own (``<db>_bench_naive``). ratio = pipeline / naive.
+6. Stage profile (``BENCH_PIPELINE_PROFILE=0`` skips it): 6,000 new events through one worker's
+   stages in one thread, on the pipeline's database as the run left it — see
+   :func:`profile_stages`. It says where a worker's time goes; stderr only.
 
 Targets (issue): ≥ 5,000 events/s, p99 ≤ 250 ms at 1,000 events/s, ≥ 10× naive; a line on stderr
-says which are met. Prints one JSON line per measure on stdout, progress on stderr. Databases and
-topics are dropped at the end; worker logs are kept only with ``BENCH_PIPELINE_KEEP_LOGS=1``.
+says which are met. One JSON line per measure on stdout (last), progress on stderr. Databases and
+topics are dropped at the end (``BENCH_PIPELINE_KEEP_DB=1`` keeps the pipeline's database for a
+post-mortem); worker logs are kept with ``BENCH_PIPELINE_KEEP_LOGS=1`` or when something failed.
 """
 
 from __future__ import annotations
@@ -67,6 +78,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import IO, Any
 
@@ -83,23 +95,15 @@ LATENCY_S = float(os.environ.get("BENCH_PIPELINE_LATENCY_S", "30"))
 NAIVE_N = int(os.environ.get("BENCH_PIPELINE_NAIVE_EVENTS", "3000"))
 WORKERS = int(os.environ.get("BENCH_PIPELINE_WORKERS", "2"))
 KEEP_LOGS = os.environ.get("BENCH_PIPELINE_KEEP_LOGS", "0") == "1"
+KEEP_DB = os.environ.get("BENCH_PIPELINE_KEEP_DB", "0") == "1"  # for a post-mortem (EXPLAIN, counts)
 PROBE_RATE = 200.0  # plain-message round trips per second during the latency phase
 WARMUP_CHUNK = 400
 DUPLICATE_SHARE = 0.05
+PROFILE = os.environ.get("BENCH_PIPELINE_PROFILE", "1") != "0"
+PROFILE_EVENTS = 6000
 THROUGHPUT_TIMEOUT_S = float(os.environ.get("BENCH_PIPELINE_TIMEOUT_S", "420"))
 SYSTEM_WEIGHTS = {"wangge": 0.35, "szcg": 0.25, "hotline12345": 0.25, "laisui": 0.08, "chaiwei": 0.07}
-ROADS = (
-    "公益路",
-    "新华路",
-    "迎宾大道",
-    "凤凰北路",
-    "秀全大道",
-    "天贵路",
-    "商业大道",
-    "建设路",
-    "龙珠路",
-    "云山大道",
-)
+ROADS = ("公益路", "新华路", "迎宾大道", "凤凰北路", "秀全大道", "天贵路", "建设路")
 HEADER = b"content-type:application/cloudevents+json"
 TARGETS = {"throughput": 5000.0, "p99_ms": 250.0, "vs_naive": 10.0}
 
@@ -112,6 +116,13 @@ def _num(x: float, digits: int) -> float | None:
     return None if x is None or not math.isfinite(x) else round(x, digits)
 
 
+def _ratio(r: float) -> float | None:
+    """Two decimals, as bench_geo; a ratio below 0.1 keeps two significant digits, not 0.0."""
+    if not math.isfinite(r):
+        return None
+    return round(r, 2) if abs(r) >= 0.1 else float(f"{r:.2g}")
+
+
 def _emit(metric: str, value: float, unit: str, baseline: str, base_value: float) -> str:
     ratio = value / base_value if base_value and math.isfinite(base_value) else float("nan")
     return json.dumps(
@@ -122,7 +133,7 @@ def _emit(metric: str, value: float, unit: str, baseline: str, base_value: float
             "unit": unit,
             "baseline": baseline,
             "baseline_value": _num(base_value, 3),
-            "ratio": _num(ratio, 2),
+            "ratio": _ratio(ratio),
         }
     )
 
@@ -255,7 +266,7 @@ def make_workload(n: int, seed: int, run: str) -> Workload:
             key = area.code
             place = f"{area.name}{ROADS[int(rng.integers(len(ROADS)))]}{int(rng.integers(1, 300))}号"
             title, address = f"{native.label_zh}：{place}附近", f"广州市花都区{place}"
-            reported = now - timedelta(seconds=float(rng.uniform(0, 6 * 3600)))
+            reported = now - timedelta(seconds=float(rng.uniform(0, 600)))  # a live stream
         eid = f"{run}-{k}"
         event = CanonicalEvent(
             id=eid,
@@ -349,23 +360,35 @@ class Phase:
 
 
 class Watcher:
-    """A kafka-python consumer in a thread; ``on_record(record, now)`` for each record."""
+    """A kafka-python consumer of every partition of ``topic`` from the start, in a thread;
+    ``on_record(record, now)`` for each record.
+
+    Partitions are assigned, not subscribed through a group: a group joined right after the
+    topic was created can be handed no partitions (no metadata yet) and keep that assignment
+    until the next metadata refresh, minutes later.
+    """
 
     def __init__(
-        self, bootstrap: str, topic: str, group: str, on_record: Callable[[Any, float], None]
+        self, bootstrap: str, topic: str, client_id: str, on_record: Callable[[Any, float], None]
     ) -> None:
         from kafka import KafkaConsumer
+        from kafka.structs import TopicPartition
 
         self.consumer = KafkaConsumer(
-            topic,
             bootstrap_servers=bootstrap,
-            group_id=group,
-            client_id=group,
-            auto_offset_reset="earliest",
+            client_id=client_id,
             enable_auto_commit=False,
             check_crcs=False,
             max_poll_records=5000,
         )
+        deadline = time.monotonic() + 60
+        while not (parts := self.consumer.partitions_for_topic(topic)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no partitions for {topic}")
+            time.sleep(0.2)
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        self.consumer.assign(tps)
+        self.consumer.seek_to_beginning(*tps)
         self.on_record = on_record
         self.stop = threading.Event()
         self.lock = threading.Lock()
@@ -373,13 +396,20 @@ class Watcher:
         self.thread.start()
 
     def _run(self) -> None:
+        failures = 0
         while not self.stop.is_set():
-            batches = self.consumer.poll(timeout_ms=100, max_records=5000)
-            now = time.time()
-            with self.lock:
-                for recs in batches.values():
-                    for r in recs:
-                        self.on_record(r, now)
+            try:
+                batches = self.consumer.poll(timeout_ms=100, max_records=5000)
+                now = time.time()
+                with self.lock:
+                    for recs in batches.values():
+                        for r in recs:
+                            self.on_record(r, now)
+            except Exception as exc:  # shown, and the watch goes on: a dead watcher looks like a stall
+                failures += 1
+                if failures <= 3:
+                    say(f"{self.thread.name}: {exc!r}")
+                time.sleep(0.1)
 
     def close(self) -> None:
         self.stop.set()
@@ -545,9 +575,16 @@ def _postgres_pids() -> list[int]:
     return out
 
 
+def _machine_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy (all processes, kernel included)."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+
+
 def _cpu_snapshot(groups: dict[str, list[int]]) -> dict[str, float]:
     snap = {name: sum(_cpu_s(p) for p in pids) for name, pids in groups.items()}
     snap["postgres (all databases)"] = sum(_cpu_s(p) for p in _postgres_pids())
+    snap["machine busy (all processes)"] = _machine_busy_s()
     return snap
 
 
@@ -566,7 +603,7 @@ def _classify(query: str) -> str:
         ("INSERT INTO outbox", "insert outbox"),
         ("FROM outbox WHERE published_at IS NULL", "relay fetch"),
         ("UPDATE outbox", "relay mark"),
-        ("ST_X(c.point)", "delta snapshots"),
+        ("SELECT c.id, c.status, c.category", "delta snapshots"),
         ("UPDATE cases", "merge/possible updates"),
         ("UPDATE case_sources", "move sources"),
         ("FROM area_generations WHERE active", "context revision"),
@@ -582,7 +619,7 @@ class Sampler:
     """Samples, every ``every_s``: the bench database's client connections (state, wait, statement)
     and the count of processed events."""
 
-    def __init__(self, url: str, every_s: float = 0.05) -> None:
+    def __init__(self, url: str, every_s: float = 0.1) -> None:
         import psycopg
         from sqlalchemy import make_url
 
@@ -619,7 +656,7 @@ class Sampler:
                     self.states[f"running: {_classify(query or '')}"] += 1
                 else:
                     self.states[f"waiting {wtype}/{wevent}: {_classify(query or '')}"] += 1
-            if k % 10 == 0:
+            if k % 2 == 0:
                 n = self.conn.execute("SELECT count(*) FROM processed_events").fetchone()
                 self.processed.append((time.time(), int(n[0]) if n else 0))
             k += 1
@@ -637,10 +674,25 @@ class Sampler:
         for label, n in self.states.most_common(14):
             say(f"  {n / max(self.samples, 1):6.3f}  {label}")
 
+    def quarters(self, base: int, n: int) -> list[int]:
+        """Events/s committed in each quarter of the ``n`` events after ``base``."""
+        marks = [self.reached(base + n * q // 4) for q in range(5)]
+        if marks[0] is None:
+            marks[0] = self.processed[0][0] if self.processed else None
+        return [
+            round(n / 4 / (b - a)) if a is not None and b is not None and b > a else 0
+            for a, b in pairwise(marks)
+        ]
+
     def reached(self, count: int) -> float | None:
+        """When the count reached ``count``, interpolated between the two samples around it."""
+        before = None
         for t, n in self.processed:
             if n >= count:
-                return t
+                if before is None or n == before[1]:
+                    return t
+                return before[0] + (t - before[0]) * (count - before[1]) / (n - before[1])
+            before = (t, n)
         return None
 
 
@@ -667,8 +719,238 @@ def consumer_perf(bootstrap: str, topic: str, messages: int, group: str) -> dict
     return {k: float(v) for k, v in zip(keys, values, strict=True) if k not in ("start.time", "end.time")}
 
 
+def _latency_breakdown(url: str, phase: Phase) -> None:
+    """Where the latency goes, per event: publish → its transaction began (``processed_at`` is the
+    transaction's ``now()``) → the relay produced its delta (the record's timestamp) → consumed here.
+    Seconds of the run (from the first publish) with their mean latency show whether it grows."""
+    import psycopg
+    from sqlalchemy import make_url
+
+    ids = [i for i in phase.published if i in phase.consumed]
+    with psycopg.connect(
+        make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    ) as c:
+        began: dict[str, float] = dict(
+            c.execute(
+                "SELECT event_id, extract(epoch FROM processed_at)::float8 FROM processed_events "
+                "WHERE event_id = ANY(%s)",
+                (ids,),
+            ).fetchall()
+        )
+    ids = [i for i in ids if i in began]
+    if not ids:
+        return
+    pub = np.array([phase.published[i] for i in ids])
+    txn = np.array([began[i] for i in ids])
+    delta = np.array([phase.delta_ts[i] for i in ids])
+    seen = np.array([phase.consumed[i] for i in ids])
+    parts = {
+        "publish → transaction began": txn - pub,
+        "transaction began → delta produced by the relay": delta - txn,
+        "delta produced → consumed here": seen - delta,
+    }
+    for label, d in parts.items():
+        say(f"  {label}: p50 {_pct(d * 1000, 50):.1f} p99 {_pct(d * 1000, 99):.1f} ms")
+    second = (pub - pub.min()).astype(int)
+    total = (seen - pub) * 1000
+    step = max(1, int(second.max()) // 10)
+    means = [
+        f"{s}s:{total[(second >= s) & (second < s + step)].mean():.0f}"
+        for s in range(0, int(second.max()) + 1, step)
+        if ((second >= s) & (second < s + step)).any()
+    ]
+    say(f"  mean latency (ms) by publish second: {' '.join(means)}")
+
+
 def _pct(a: np.ndarray, q: float) -> float:
     return float(np.percentile(a, q)) if len(a) else float("nan")
+
+
+# ---- where a worker's time goes --------------------------------------------------------------------
+
+
+def profile_stages(url: str, bootstrap: str, prefix: str, n: int, log: IO[bytes]) -> None:
+    """A worker's stages in one thread, timed apart, on ``n`` new events.
+
+    After the run, on the pipeline's database as the run left it (ANALYZEd), with the platform's
+    own pipeline and relay objects: the events go to a topic of their own, then one loop polls,
+    parses, records, commits and relays batch after batch. Wall time and process CPU time per
+    stage (process CPU includes the Kafka clients' network threads, so the CRC work of the
+    consumer and of the relay's producer lands in its stage), wall time per kind of SQL statement,
+    and Python's garbage collections. Every other batch runs under cProfile instead of being timed,
+    and its top functions are printed. Uses ``Pipeline._record``, the transaction on its own.
+    """
+    import cProfile
+    import gc
+    import io
+    import pstats
+
+    from kafka import KafkaConsumer
+    from kafka.record.util import calc_crc32c
+    from kafka.structs import OffsetAndMetadata, TopicPartition
+    from sqlalchemy import event, text
+
+    from dispatch.events import parse_event
+    from dispatch.runtime import open_runtime
+    from dispatch.settings import Settings
+
+    site = next((p for p in sys.path if p.endswith("site-packages")), "site-packages") + "/"
+    loop = asyncio.new_event_loop()
+    settings = Settings(
+        database_url=url,
+        kafka_bootstrap=bootstrap,
+        topic_prefix=f"{prefix}profile.",
+        consumer_group=f"{prefix}profile",
+        partitions_events=8,
+        partitions_cases=8,
+    )
+    rt = loop.run_until_complete(open_runtime(settings, run_migrations=False))
+    with rt.engine.begin() as conn:
+        conn.execute(text("ANALYZE"))
+    wl = make_workload(n, seed=11, run=f"{prefix}profile")
+    producer = ConsoleProducer(bootstrap, rt.topics.events, log)
+    producer.write(b"".join(wl.lines))
+    producer.close()  # returns when the producer has sent everything and exited
+    consumer = KafkaConsumer(  # as dispatch.bus.kafka.KafkaBusConsumer
+        rt.topics.events,
+        bootstrap_servers=bootstrap,
+        group_id=f"{prefix}profile",
+        client_id="bench-profile",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=3_000,
+    )
+    try:
+        pipeline, relay = rt.pipeline(), rt.relay()
+        statements: dict[str, float] = {}  # seconds per kind of statement, timed batches only
+        started: list[float] = []
+        timing = [False]
+
+        def before(*_: Any) -> None:
+            started.append(time.perf_counter())
+
+        def after(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            t = time.perf_counter() - started.pop()
+            if timing[0]:
+                label = _classify(statement)
+                statements[label] = statements.get(label, 0.0) + t
+
+        event.listen(rt.engine, "before_cursor_execute", before)
+        event.listen(rt.engine, "after_cursor_execute", after)
+        gc_stats = {"s": 0.0, "full": 0.0, "max": 0.0, "t": 0.0}
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                gc_stats["t"] = time.perf_counter()
+            elif timing[0]:
+                d = time.perf_counter() - gc_stats["t"]
+                gc_stats["s"] += d
+                if info["generation"] == 2:
+                    gc_stats["full"] += 1
+                    gc_stats["max"] = max(gc_stats["max"], d)
+
+        gc.callbacks.append(on_gc)
+        pipeline.context.current(rt.engine)  # the grid index: built once per process, not timed
+        names = {
+            "poll": "kafka poll (fetch, CRC check, decode)",
+            "parse": "parse + validate (parse_event)",
+            "record": "one transaction (Pipeline._record)",
+            "commit": "offset commit",
+            "relay": "relay: fetch outbox, publish (CRC), mark",
+        }
+        wall = dict.fromkeys(names, 0.0)
+        cpu = dict.fromkeys(names, 0.0)
+        prof = cProfile.Profile()
+        timed_events = profiled_events = consumed_bytes = 0
+        deadline = time.monotonic() + 300
+        k = 0
+        while timed_events + profiled_events < n and time.monotonic() < deadline:
+            profiled = k % 2 == 1
+            w0, c0 = time.perf_counter(), time.process_time()
+            polled = consumer.poll(timeout_ms=1000, max_records=settings.batch_size)
+            records = [r for recs in polled.values() for r in recs]
+            if not records:
+                continue
+            k += 1
+            marks = [(w0, c0), (time.perf_counter(), time.process_time())]
+            if profiled:
+                prof.enable()
+            timing[0] = not profiled
+            events = [parse_event(r.value, tuple((h, v or b"") for h, v in r.headers or ())) for r in records]
+            marks.append((time.perf_counter(), time.process_time()))
+            pipeline._record(events)
+            marks.append((time.perf_counter(), time.process_time()))
+            offsets: dict[TopicPartition, int] = {}
+            for r in records:
+                tp = TopicPartition(r.topic, r.partition)
+                offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+            consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+            marks.append((time.perf_counter(), time.process_time()))
+            while loop.run_until_complete(relay.publish_once()):
+                pass
+            marks.append((time.perf_counter(), time.process_time()))
+            if profiled:
+                prof.disable()
+                profiled_events += len(records)
+                continue
+            timed_events += len(records)
+            consumed_bytes += sum(len(r.value) for r in records)
+            for name, (a, b) in zip(names, pairwise(marks), strict=True):
+                wall[name] += b[0] - a[0]
+                cpu[name] += b[1] - a[1]
+        timing[0] = False
+        with rt.engine.connect() as conn:
+            n_deltas, delta_bytes = conn.execute(
+                text("SELECT count(*), coalesce(sum(length(payload::text)), 0) FROM outbox WHERE topic = :t"),
+                {"t": rt.topics.cases},
+            ).one()
+        blob = memoryview(b"x" * 1_000_000)
+        t = time.process_time()
+        calc_crc32c(blob)
+        crc_us_per_kb = (time.process_time() - t) * 1e6 / (len(blob) / 1024)
+        ev = max(timed_events, 1)
+        say(
+            f"stage profile of one worker (one thread, batches of {settings.batch_size}): "
+            f"{timed_events:,} events timed, {profiled_events:,} under cProfile; ms per event:"
+        )
+        say(f"  {'wall':>7} {'cpu':>7}  stage")
+        for name, label in names.items():
+            say(f"  {wall[name] / ev * 1000:7.3f} {cpu[name] / ev * 1000:7.3f}  {label}")
+        say(f"  {sum(wall.values()) / ev * 1000:7.3f} {sum(cpu.values()) / ev * 1000:7.3f}  total")
+        say(f"  = at most {ev / sum(wall.values()):,.0f} events/s for one such worker on one free core")
+        stmt_total = sum(statements.values())
+        say(
+            f"  SQL statements (psycopg + server; transaction and relay), ms per event: "
+            f"{stmt_total / ev * 1000:.3f} in all; the rest of the transaction is Python between them:"
+        )
+        for label, sec in sorted(statements.items(), key=lambda kv: -kv[1])[:14]:
+            say(f"    {sec / ev * 1000:7.3f}  {label}")
+        gc.callbacks.remove(on_gc)
+        say(
+            f"  Python's garbage collector: {gc_stats['s'] / ev * 1000:.3f} ms per event, "
+            f"{gc_stats['full']:.0f} full collections of up to {gc_stats['max'] * 1000:.0f} ms"
+        )
+        per_event_kb = consumed_bytes / ev / 1024 + (delta_bytes / max(n_deltas, 1)) * (n_deltas / ev) / 1024
+        say(
+            f"kafka-python CRC32C is pure Python here ({crc_us_per_kb:.0f} µs per KiB; the `crc32c` package "
+            f"is not installed): ≈ {per_event_kb * crc_us_per_kb / 1000:.2f} ms of CPU per event "
+            f"({per_event_kb:.2f} KiB consumed + produced per event)"
+        )
+        for title, order, pattern, count in (
+            ("the platform's functions, by cumulative time", "cumulative", r"/dispatch/", 18),
+            ("hot spots, by own time", "tottime", "", 14),
+        ):
+            out = io.StringIO()
+            pstats.Stats(prof, stream=out).sort_stats(order).print_stats(pattern, count)
+            say(f"cProfile of {profiled_events:,} events (parse, transaction, commit, relay): {title}")
+            for line in out.getvalue().splitlines():
+                if re.match(r"\s+(\d|ncalls)", line):
+                    say("  " + line.rstrip().replace(str(REPO) + "/", "").replace(site, "")[:160])
+    finally:
+        consumer.close()
+        loop.run_until_complete(rt.close())
+        loop.close()
 
 
 # ---- the run -------------------------------------------------------------------------------------
@@ -704,7 +986,10 @@ def main() -> int:
     with _cleanup(stack):
         say(f"run {run}: databases, district, topics (logs in {tmp})")
         url = _fresh_database(server, "bench_pipeline")
-        stack.append(lambda: _drop_database(server, url))
+        if KEEP_DB:
+            say(f"the pipeline's database is kept: {url}")
+        else:
+            stack.append(lambda: _drop_database(server, url))
         naive_url = _fresh_database(server, "bench_naive")
         stack.append(lambda: _drop_database(server, naive_url))
         settings = Settings(
@@ -748,10 +1033,10 @@ def main() -> int:
             f"workload: {len(wl.lines):,} events ({wl.duplicates:,} duplicates, "
             f"{sum(map(len, wl.lines)) / len(wl.lines):.0f} bytes a line) in {time.perf_counter() - t:.1f} s"
         )
-        warm, lat, thr = (
+        warm, thr, lat = (
             wl.slice(0, n_warm),
-            wl.slice(n_warm, n_warm + n_lat),
-            wl.slice(n_warm + n_lat, len(wl.ids)),
+            wl.slice(n_warm, n_warm + N),
+            wl.slice(n_warm + N, len(wl.ids)),
         )
 
         plog = (tmp / "producers.log").open("ab")
@@ -760,9 +1045,9 @@ def main() -> int:
         probe_producer = ConsoleProducer(bootstrap, probe_topic, plog)
         stack.append(probe_producer.close)
         deltas, probe_log = DeltaLog(), ProbeLog()
-        delta_watch = Watcher(bootstrap, tp.cases, f"{prefix}bench-deltas", deltas.on_record)
+        delta_watch = Watcher(bootstrap, tp.cases, "bench-deltas", deltas.on_record)
         stack.append(delta_watch.close)
-        probe_watch = Watcher(bootstrap, probe_topic, f"{prefix}bench-probe", probe_log.on_record)
+        probe_watch = Watcher(bootstrap, probe_topic, "bench-probe", probe_log.on_record)
         stack.append(probe_watch.close)
 
         # The probe producer's first message says when the JVMs are up.
@@ -790,42 +1075,15 @@ def main() -> int:
             producer.write(b"".join(chunk.lines))
             published += len(chunk.ids)
             if not _wait(deltas.phase, 180, "warm-up"):
-                _worker_report(logs)
+                _diagnose(url, delta_watch)
                 return 1
             ready = sum("grid index for generations" in p.read_text(errors="replace") for p in logs)
             if ready == WORKERS:
                 break
         say(f"warm-up: {ready} of {WORKERS} workers ready after {time.perf_counter() - t:.1f} s")
-
-        # ---- latency at a fixed rate, with the bare Kafka hop measured at the same time
-        say(f"latency: {RATE:.0f} events/s for {LATENCY_S:.0f} s (+ {PROBE_RATE:.0f} plain messages/s)")
-        with delta_watch.lock:
-            deltas.phase = Phase()
-            deltas.phase.expect(lat.ids)
-        with probe_watch.lock:
-            probe_log.phase = Phase()
-            probe_log.phase.expect(probes.ids)
-        published += len(lat.ids)
-        _paced(
-            [
-                (producer, lat, deltas.phase, delta_watch.lock, RATE),
-                (probe_producer, probes, probe_log.phase, probe_watch.lock, PROBE_RATE),
-            ],
-            LATENCY_S,
-        )
-        ok &= _wait(deltas.phase, 120, "latency")
-        _wait(probe_log.phase, 30, "probe")
-        ms = deltas.phase.latencies_ms()
-        probe_ms = probe_log.phase.latencies_ms()
-        pub = deltas.phase.published
-        relay_ms = np.array([(deltas.phase.delta_ts[i] - pub[i]) * 1000 for i in deltas.phase.delta_ts])
-        say(
-            f"latency: {len(ms):,} of {len(lat.ids):,} events; publish→delta consumed p50 {_pct(ms, 50):.1f} "
-            f"p90 {_pct(ms, 90):.1f} p99 {_pct(ms, 99):.1f} max {_pct(ms, 100):.1f} ms; "
-            f"publish→delta produced by the relay p50 {_pct(relay_ms, 50):.1f} "
-            f"p99 {_pct(relay_ms, 99):.1f} ms; "
-            f"bare hop p50 {_pct(probe_ms, 50):.1f} p99 {_pct(probe_ms, 99):.1f} ms"
-        )
+        # Planner statistics, as autovacuum keeps them on a database in service: a table never
+        # analyzed is planned as if empty, and a fresh one grows faster than autovacuum's round.
+        _analyze(url)
 
         # ---- throughput: N events as fast as the producer goes
         say(f"throughput: {N:,} events, {WORKERS} workers")
@@ -860,16 +1118,51 @@ def main() -> int:
         db_rate = N / (t_db - t0) if t_db else 0.0
         say(
             f"throughput: {done:,} of {N:,} events in {elapsed:.1f} s = {rate:,.0f} events/s"
-            + (f"; all committed in the database after {t_db - t0:.1f} s (≤ 0.5 s sampling)" if t_db else "")
+            + (f"; all committed in the database after {t_db - t0:.1f} s" if t_db else "")
         )
+        say(f"database-side rate by quarter of the run (events/s): {sampler.quarters(base_count, N)}")
         say(
             f"CPU seconds during the throughput phase ({w1 - w0:.1f} s wall, "
             f"{os.cpu_count()} cores = {(os.cpu_count() or 1) * (w1 - w0):.0f} cpu-s):"
         )
-        for name in cpu0:
-            say(f"  {cpu1[name] - cpu0[name]:7.1f}  {name}")
+        used = {name: cpu1[name] - cpu0[name] for name in cpu0}
+        machine = used.pop("machine busy (all processes)")
+        for name, sec in used.items():
+            say(f"  {sec:7.1f}  {name}")
+        say(
+            f"  {machine - sum(used.values()):7.1f}  anything else (kernel, other users of the machine: "
+            f"a large figure means the run was disturbed); machine busy {machine:.1f} cpu-s"
+        )
+        say(f"  = {(cpu1['workers'] - cpu0['workers']) / max(done, 1) * 1000:.2f} ms of worker CPU per event")
         sampler.report()
         say(f"deltas seen: {dict(deltas.changes)}, {deltas.repeats} repeats dropped")
+
+        # ---- latency at a fixed rate, with the bare Kafka hop measured at the same time
+        say(f"latency: {RATE:.0f} events/s for {LATENCY_S:.0f} s (+ {PROBE_RATE:.0f} plain messages/s)")
+        with delta_watch.lock:
+            deltas.phase = Phase()
+            deltas.phase.expect(lat.ids)
+        with probe_watch.lock:
+            probe_log.phase = Phase()
+            probe_log.phase.expect(probes.ids)
+        published += len(lat.ids)
+        _paced(
+            [
+                (producer, lat, deltas.phase, delta_watch.lock, RATE),
+                (probe_producer, probes, probe_log.phase, probe_watch.lock, PROBE_RATE),
+            ],
+            LATENCY_S,
+        )
+        ok &= _wait(deltas.phase, 120, "latency")
+        _wait(probe_log.phase, 30, "probe")
+        ms = deltas.phase.latencies_ms()
+        probe_ms = probe_log.phase.latencies_ms()
+        say(
+            f"latency: {len(ms):,} of {len(lat.ids):,} events; publish→delta consumed p50 {_pct(ms, 50):.1f} "
+            f"p90 {_pct(ms, 90):.1f} p99 {_pct(ms, 99):.1f} max {_pct(ms, 100):.1f} ms; "
+            f"bare hop p50 {_pct(probe_ms, 50):.1f} p99 {_pct(probe_ms, 99):.1f} ms"
+        )
+        _latency_breakdown(url, deltas.phase)
 
         stop_workers()
         _worker_report(logs)
@@ -894,9 +1187,15 @@ def main() -> int:
         )
 
         lines += [
-            _emit("throughput_2_workers", rate, "events/s", "kafka_consumer_perf (fetch.nMsg.sec)", ceiling),
+            _emit(f"throughput_{WORKERS}_workers", rate, "events/s", "kafka_consumer_perf", ceiling),
             _emit("throughput_vs_naive", rate, "events/s", "naive_per_event", naive.rate),
-            _emit("throughput_db_committed_2_workers", db_rate, "events/s", "naive_per_event", naive.rate),
+            _emit(
+                f"throughput_db_committed_{WORKERS}_workers",
+                db_rate,
+                "events/s",
+                "naive_per_event",
+                naive.rate,
+            ),
             _emit(
                 f"latency_p50_at_{RATE:.0f}eps", _pct(ms, 50), "ms", "kafka_roundtrip_p50", _pct(probe_ms, 50)
             ),
@@ -910,6 +1209,9 @@ def main() -> int:
             f"≥ {TARGETS['vs_naive']:.0f}× naive": naive.rate > 0
             and rate / naive.rate >= TARGETS["vs_naive"],
         }
+        if PROFILE:
+            say(f"stage profile: {PROFILE_EVENTS:,} new events through one worker's stages, in one thread")
+            profile_stages(url, bootstrap, prefix, PROFILE_EVENTS, plog)
         say("targets: " + ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in met.items()))
         if not ok:
             _worker_report(logs)
@@ -920,6 +1222,32 @@ def main() -> int:
     for line in lines:
         print(line, flush=True)
     return 0 if ok and lines else 1
+
+
+def _analyze(url: str) -> None:
+    import psycopg
+    from sqlalchemy import make_url
+
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("ANALYZE")
+
+
+def _diagnose(url: str, watch: Watcher) -> None:
+    """What is where when events do not come out: the outbox, and whether the delta watcher lives."""
+    import psycopg
+    from sqlalchemy import make_url
+
+    with psycopg.connect(
+        make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    ) as c:
+        row = c.execute(
+            "SELECT (SELECT count(*) FROM processed_events), count(*), count(published_at) FROM outbox"
+        ).fetchone()
+    say(
+        f"processed events, outbox rows, published outbox rows: {row}; "
+        f"delta watcher alive: {watch.thread.is_alive()}"
+    )
 
 
 def _broker_pids() -> list[int]:

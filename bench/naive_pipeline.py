@@ -35,6 +35,7 @@ from sqlalchemy import Connection, text
 
 from dispatch.duplicates import Candidate, Verdict, best_match
 from dispatch.events import EventRejected, parse_event
+from dispatch.intake import PRIORITY_RANK
 from dispatch.store.areas import active_generations, assign_point
 from dispatch.store.db import make_engine
 from dispatch.taxonomy import default_taxonomy
@@ -61,11 +62,11 @@ _CASE = text(
     INSERT INTO cases (status, category, category_group, title, description, address, point, priority,
                        reported_at, origin_source, location_status, attention, area_generation,
                        district_code, street_code, community_code, grid_code, cell_code, merged_into,
-                       duplicate_score, possible_duplicate_of)
+                       duplicate_score, possible_duplicate_of, version)
     VALUES (:status, :category, :grp, :title, :description, :address,
             ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :priority, :reported_at, :origin, :location,
             :attention, :generation, :district, :street, :community, :grid, :cell, :merged_into,
-            :score, :possible_of)
+            :score, :possible_of, 1)
     RETURNING id
     """
 )
@@ -150,6 +151,9 @@ def _process(
     elif match is not None and not merged:
         attention = "possible_duplicate"
     place = place or {}
+    priority = d.priority
+    if cat is not None and PRIORITY_RANK[cat.priority] > PRIORITY_RANK[priority]:
+        priority = cat.priority
     case_id = conn.execute(
         _CASE,
         {
@@ -161,7 +165,7 @@ def _process(
             "address": d.address,
             "lon": lon,
             "lat": lat,
-            "priority": d.priority,
+            "priority": priority,
             "reported_at": d.reported_at,
             "origin": d.source_system.value,
             "location": "inside" if place else "outside",

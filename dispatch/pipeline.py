@@ -190,11 +190,12 @@ class Pipeline:
             firsts = list(creating.values())
             plans = plan_batch(firsts, ctx, fx.at)
             version = ctx.matrix.version if ctx.matrix else None
-            new_ids = list(
-                conn.scalars(
-                    insert(Case).returning(Case.id, sort_by_parameter_order=True),
-                    [p.case_row(fx.at, version) for p in plans],
-                )
+            # Ids reserved in one query, then a plain pipelined executemany: much cheaper than
+            # one giant INSERT … RETURNING for the driver to build and parse on every batch.
+            new_ids = list(conn.scalars(_RESERVE_CASE_IDS, {"n": len(plans)}))
+            conn.execute(
+                insert(Case),
+                [{"id": cid, **p.case_row(fx.at, version)} for p, cid in zip(plans, new_ids, strict=True)],
             )
             known.update(zip(creating, new_ids, strict=True))
             opened = {id(e) for e in firsts}
@@ -352,6 +353,11 @@ class Pipeline:
         if possibles:
             conn.execute(_POSSIBLE_SQL, possibles)
         return verdicts
+
+
+_RESERVE_CASE_IDS = text(
+    "SELECT nextval(pg_get_serial_sequence('cases', 'id')) FROM generate_series(1, :n) ORDER BY 1"
+)
 
 
 def _rule_detail(p: Plan) -> dict[str, str] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from dataclasses import dataclass
 
@@ -59,6 +60,12 @@ class Runtime:
     async def run_dispatcher(self, stop: asyncio.Event, *, idle_poll_s: float = 0.5) -> Pipeline:
         """The dispatcher's three loops until ``stop``: pipeline, outbox relay, deadline watcher."""
         pipeline = self.pipeline()
+        # Build the grid index and the rules before the first poll, then move every long-lived
+        # object (the index alone is millions) out of the collector's sight: otherwise each full
+        # collection walks them all again, which cost ~0.4 ms per event in the benchmark.
+        await asyncio.to_thread(pipeline.context.current, self.engine)
+        gc.collect()
+        gc.freeze()
         s = self.settings
         tasks = [
             asyncio.create_task(pipeline.run(stop, idle_poll_s=idle_poll_s), name="pipeline"),
