@@ -63,7 +63,10 @@ class Runtime:
         # Build the grid index and the rules before the first poll, then move every long-lived
         # object (the index alone is millions) out of the collector's sight: otherwise each full
         # collection walks them all again, which cost ~0.4 ms per event in the benchmark.
-        await asyncio.to_thread(pipeline.context.current, self.engine)
+        try:
+            await asyncio.to_thread(pipeline.context.current, self.engine)
+        except Exception:  # the pipeline's own retry loop will try again; start anyway
+            log.exception("warm-up failed; the pipeline loads its rules on its first batch")
         gc.collect()
         gc.freeze()
         s = self.settings
