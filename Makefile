@@ -7,7 +7,7 @@ YOUHU := $(VENV)/bin/youhu
 KAFKA ?= 0
 export YOUHU_PORT ?= 8000
 
-.PHONY: demo test venv services stop lint unit integration bench bench-geo clean
+.PHONY: demo test venv services stop lint unit integration bench bench-geo bench-pipeline clean
 
 venv:
 	@deploy/python-env.sh

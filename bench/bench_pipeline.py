@@ -327,14 +327,27 @@ class ConsoleProducer:
         self.proc.stdin.flush()
 
     def close(self) -> None:
-        if self.proc.stdin is not None:
-            with contextlib.suppress(BrokenPipeError):
-                self.proc.stdin.close()
+        """End of input: the producer sends what it has and exits. One that has stopped reading
+        (the broker went away) is killed instead of blocking the run."""
+
+        def close_stdin() -> None:
+            if self.proc.stdin is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self.proc.stdin.close()
+
+        closer = threading.Thread(target=close_stdin, daemon=True)
+        closer.start()
+        closer.join(60)
         try:
-            self.proc.wait(60)
+            self.proc.wait(1 if closer.is_alive() else 60)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            self.kill()
+
+    def kill(self) -> None:
+        for pid in (*_children(self.proc.pid), self.proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.wait()
 
     def java_pid(self) -> int | None:
         kids = _children(self.proc.pid)
@@ -467,7 +480,30 @@ class ProbeLog:
 def _paced(
     producers: Sequence[tuple[ConsoleProducer, Workload, Phase, threading.Lock, float]], seconds: float
 ) -> None:
-    """Write each workload at its rate (events/s) for ``seconds``, stamping publish times."""
+    """Write each workload at its rate (events/s) for ``seconds``, stamping publish times. A
+    producer that stops taking input (its broker went away) is killed, and the run fails."""
+    errors: list[BaseException] = []
+
+    def pace() -> None:
+        try:
+            _pace(producers, seconds)
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    pacer = threading.Thread(target=pace, name="pacer", daemon=True)
+    pacer.start()
+    pacer.join(seconds + 60)
+    if pacer.is_alive():
+        for prod, *_ in producers:
+            prod.kill()
+        raise RuntimeError("the console producer stopped taking events: is Kafka still up?")
+    if errors:
+        raise errors[0]
+
+
+def _pace(
+    producers: Sequence[tuple[ConsoleProducer, Workload, Phase, threading.Lock, float]], seconds: float
+) -> None:
     t0 = time.time()
     sent = [0] * len(producers)
     while True:

@@ -291,20 +291,31 @@ class Pipeline:
         """多网融合: each new case against the open cases before it (earlier batches and earlier in
         this one), in id order, so the same problem reported three times ends as one case. The
         rows of merged and held cases are corrected here; the trail is written by the caller."""
-        params = [
-            (cid, p.category.duplicate_radius_m, p.category.duplicate_window_h)
+        # The new rows' own values travel with the query: re-reading them by id from `cases`
+        # made the planner scan the whole table once per batch (slower as the table grew).
+        news = [
+            (cid, p)
             for p, cid in zip(plans, ids, strict=True)
             if p.category is not None and p.lon is not None and p.location is not LocationStatus.outside
         ]
-        if not params:
+        if not news:
             return {}
+        params = [
+            (cid, p.category.duplicate_radius_m, p.category.duplicate_window_h)
+            for cid, p in news
+            if p.category
+        ]
         found: dict[int, list[Candidate]] = {}
         for row in conn.execute(
             _DUPLICATE_SQL,
             {
-                "ids": [c for c, _, _ in params],
+                "ids": [c for c, _ in news],
                 "radius": [r for _, r, _ in params],
                 "win": [w for _, _, w in params],
+                "lon": [p.lon for _, p in news],
+                "lat": [p.lat for _, p in news],
+                "grp": [p.category.group if p.category else "" for _, p in news],
+                "t": [p.event.data.reported_at for _, p in news],
             },
         ):
             found.setdefault(row.new_id, []).append(
@@ -373,18 +384,20 @@ def _rule_detail(p: Plan) -> dict[str, str] | None:
 _DUPLICATE_SQL = text(
     """
     SELECT p.id AS new_id, c.id, c.category, c.title,
-           ST_DistanceSphere(c.point, n.point) AS distance_m,
-           extract(epoch FROM (n.reported_at - c.reported_at)) / 3600.0 AS hours
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:radius AS float8[]), CAST(:win AS float8[]))
-         AS p(id, radius, win)
-    JOIN cases n ON n.id = p.id
-    JOIN cases c ON c.point && ST_Expand(n.point, p.radius / (111320.0 * cos(radians(ST_Y(n.point)))))
-         AND c.id < n.id
-         AND c.category_group = n.category_group
+           ST_DistanceSphere(c.point, q.pt) AS distance_m,
+           extract(epoch FROM (p.t - c.reported_at)) / 3600.0 AS hours
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:radius AS float8[]), CAST(:win AS float8[]),
+                CAST(:lon AS float8[]), CAST(:lat AS float8[]), CAST(:grp AS text[]),
+                CAST(:t AS timestamptz[]))
+         AS p(id, radius, win, lon, lat, grp, t)
+    CROSS JOIN LATERAL (SELECT ST_SetSRID(ST_MakePoint(p.lon, p.lat), 4326) AS pt) AS q
+    JOIN cases c ON c.point && ST_Expand(q.pt, p.radius / (111320.0 * cos(radians(p.lat))))
+         AND c.id < p.id
+         AND c.category_group = p.grp
          AND c.status NOT IN ('closed', 'rejected', 'merged')
-         AND c.reported_at BETWEEN n.reported_at - make_interval(secs => p.win * 3600)
-                               AND n.reported_at + make_interval(secs => p.win * 3600)
-         AND ST_DistanceSphere(c.point, n.point) <= p.radius
+         AND c.reported_at BETWEEN p.t - make_interval(secs => p.win * 3600)
+                               AND p.t + make_interval(secs => p.win * 3600)
+         AND ST_DistanceSphere(c.point, q.pt) <= p.radius
     ORDER BY p.id, c.id
     """
 )
