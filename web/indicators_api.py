@@ -12,9 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from dispatch.indicators import (
     DEFINITIONS,
     DIMENSIONS,
+    Counts,
     IndicatorQueryError,
     IndicatorReport,
     Period,
+    Rates,
     compute_indicators,
 )
 from web.deps import RT
@@ -22,29 +24,10 @@ from web.deps import RT
 router = APIRouter(tags=["indicators"])
 
 
-class IndicatorCountsOut(BaseModel):
-    total: int
-    should_close: int
-    closed: int
-    closed_on_time: int
-    deferred: int
-    reworked: int
-    extended: int
-    dispatched: int
-
-
-class IndicatorRatesOut(BaseModel):
-    closure: float | None
-    on_time: float | None
-    rework: float | None
-    extension: float | None
-    avg_handling_hours: float | None
-
-
 class IndicatorRowOut(BaseModel):
     key: dict[str, str | None]
-    counts: IndicatorCountsOut
-    rates: IndicatorRatesOut
+    counts: Counts  # the domain's dataclasses: pydantic validates and documents them as they are
+    rates: Rates
 
 
 class IndicatorsOut(BaseModel):

@@ -79,7 +79,7 @@ class KafkaBus:
             futures = [
                 producer.send(topic, value=m.value, key=m.key, headers=list(m.headers)) for m in messages
             ]
-            producer.flush()
+            producer.flush(timeout=30)  # a stuck flush must fail (and be retried), not hang the relay
             for f in futures:
                 f.get(timeout=30)  # raises the send's error, if any
 
