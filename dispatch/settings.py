@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
+
+from dispatch.personal_data import PersonalDataVault
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -76,6 +78,17 @@ class Settings(BaseSettings):
         default=0.05, gt=0, description="How long the outbox relay waits when it found nothing to publish."
     )
 
+    personal_data_key: str | None = Field(
+        default=None,
+        description="base64url of 32 bytes: the AES-256-GCM key sealing ID and phone numbers. Unset: "
+        "a key generated once in .run/keys/ (demo and tests only).",
+    )
+    auth_secret: str | None = Field(
+        default=None,
+        description="base64url of 32 bytes signing access tokens (HS256). Unset: a key generated once "
+        "in .run/keys/.",
+    )
+
     def resolved_database_url(self) -> str:
         """The database to use: YOUHU_DATABASE_URL, else the project's own cluster (started)."""
         if self.database_url:
@@ -86,6 +99,12 @@ class Settings(BaseSettings):
         if self.kafka_bootstrap:
             return self.kafka_bootstrap
         return _run_deploy("kafka.sh")
+
+    def vault(self) -> PersonalDataVault:
+        """The personal-data vault under the configured (or the checkout's generated) key."""
+        from dispatch.keys import resolve_key
+
+        return PersonalDataVault(resolve_key(self.personal_data_key, "personal-data"))
 
     @property
     def uses_kafka(self) -> bool:
