@@ -7,7 +7,7 @@ YOUHU := $(VENV)/bin/youhu
 KAFKA ?= 0
 export YOUHU_PORT ?= 8000
 
-.PHONY: demo test venv services stop lint unit integration bench bench-geo bench-pipeline clean
+.PHONY: demo test venv services stop lint unit integration bench bench-geo bench-pipeline frontend mobile browser clean
 
 venv:
 	@deploy/python-env.sh
@@ -16,26 +16,50 @@ services: venv
 	@deploy/postgis.sh start >/dev/null
 	@deploy/kafka.sh start >/dev/null
 
-## make demo: the platform on http://127.0.0.1:$(YOUHU_PORT) (KAFKA=1: on the real broker, with a worker)
-demo: venv
+## make demo: the platform on http://127.0.0.1:$(YOUHU_PORT) (KAFKA=1: on the real broker, with a worker),
+## with the five simulated source systems (SIM_RATE records per minute each; SIM_RATE=0: none)
+SIM_RATE ?= 6
+SIM_BASE_PORT ?= 9101
+demo: venv frontend mobile
 	@export YOUHU_DATABASE_URL="$${YOUHU_DATABASE_URL:-$$(deploy/postgis.sh start)}"; \
 	$(YOUHU) db upgrade; \
 	$(YOUHU) geo load 440114 >/dev/null; \
+	$(YOUHU) accounts demo; \
+	pids=""; trap 'for p in $$pids; do kill $$p 2>/dev/null || true; done; wait' EXIT; \
+	if [ "$(SIM_RATE)" != 0 ]; then \
+	  export YOUHU_SOURCE_ENDPOINTS="$${YOUHU_SOURCE_ENDPOINTS:-$$($(YOUHU) simulate --print-endpoints --base-port $(SIM_BASE_PORT))}"; \
+	  $(YOUHU) simulate --sources all --rate $(SIM_RATE) --base-port $(SIM_BASE_PORT) \
+	    --youhu-url http://127.0.0.1:$(YOUHU_PORT) & pids="$$pids $$!"; \
+	  echo "simulated source systems: $$YOUHU_SOURCE_ENDPOINTS"; \
+	fi; \
 	if [ "$(KAFKA)" = 1 ] || [ -n "$${YOUHU_KAFKA_BOOTSTRAP:-}" ]; then \
 	  export YOUHU_KAFKA_BOOTSTRAP="$${YOUHU_KAFKA_BOOTSTRAP:-$$(deploy/kafka.sh start)}"; \
-	  $(YOUHU) worker & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT; \
+	  $(YOUHU) worker & pids="$$pids $$!"; \
+	  $(YOUHU) connector run & pids="$$pids $$!"; \
 	fi; \
 	echo "Youhu 有呼必应: http://127.0.0.1:$(YOUHU_PORT)/docs  (health: /health)"; \
 	$(YOUHU) serve --port $(YOUHU_PORT)
 
 ## make test: lint, type-check and the whole suite on the real PostGIS and Kafka
-test: services lint
+test: services lint frontend mobile browser
 	@$(PY) -m pytest
+
+## make mobile: the inspector app (web/mobile, TypeScript) built into web/static/mobile, served at /m/
+mobile:
+	@web/mobile/build.sh
 
 lint: venv
 	@$(VENV)/bin/ruff check geo dispatch connectors web tests bench
 	@$(VENV)/bin/ruff format --check geo dispatch connectors web tests bench
 	@$(VENV)/bin/mypy geo dispatch connectors web
+
+## make frontend: the command center's page (npm ci + vite build → web/static/center/, served at /)
+frontend:
+	@deploy/browser.sh frontend
+
+# Chromium and CJK fonts for the browser end-to-end tests (tests/browser)
+browser:
+	@deploy/browser.sh chromium >/dev/null
 
 unit: venv
 	@$(PY) -m pytest tests/unit

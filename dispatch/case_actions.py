@@ -49,6 +49,9 @@ class ActionRequest:
     unit: str | None = None  # dispatch: the unit; omitted = the matrix decides
     return_reason: ReturnReason | None = None
     merge_into: int | None = None
+    # Photos of the act (核查 evidence, before/after of 处置): canonical `attachments` entries, kept
+    # in the timeline line, where the write-back to the source systems reads them.
+    attachments: tuple[dict[str, Any], ...] = ()
 
 
 _CLEAR_DEADLINE: dict[str, Any] = {
@@ -161,6 +164,8 @@ def perform(
     conn.execute(update(Case).where(Case.id == case_id).values(**values))
 
     detail = {**t.detail, **route_detail}
+    if req.attachments:
+        detail["attachments"] = list(req.attachments)
     fx.step(
         case_id,
         actor=req.actor,

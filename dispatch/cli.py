@@ -11,7 +11,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dispatch.settings import REPO_DIR, Settings
 
@@ -75,20 +75,6 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         print("the worker consumes Kafka: set YOUHU_BUS=kafka or YOUHU_KAFKA_BOOTSTRAP", file=sys.stderr)
         return 2
     asyncio.run(_worker(settings))
-    return 0
-
-
-def _cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    settings = Settings()
-    uvicorn.run(
-        "web.app:create_app",
-        factory=True,
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-        log_level="info",
-    )
     return 0
 
 
@@ -211,15 +197,93 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _cmd_accounts_create(args: argparse.Namespace) -> int:
+    import getpass
+
+    from dispatch.access import Scope
+    from dispatch.store import accounts as store
+
+    password = None
+    if args.role != "partner":
+        password = args.password or getpass.getpass(f"password for {args.username}: ")
+    scope = Scope(
+        district_wide=args.district_wide,
+        streets=frozenset(args.street or ()),
+        grids=frozenset(args.grid or ()),
+        unit=args.unit,
+        source=args.source,
+    )
+    try:
+        with _geo_engine() as engine, engine.begin() as conn:
+            account_id = store.create_account(
+                conn,
+                username=args.username,
+                role=args.role,
+                scope=scope,
+                password=password,
+                display_name=args.name or "",
+                permissions=args.grant or (),
+            )
+            key = store.issue_api_key(conn, account_id) if args.role == "partner" else None
+    except store.AccountRejected as exc:
+        print(f"account not created: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"id": account_id, "username": args.username, "role": args.role, "api_key": key}))
+    return 0
+
+
+def _cmd_accounts_list(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from dispatch.store import accounts as store
+
+    with _geo_engine() as engine, engine.connect() as conn:
+        for a in store.list_accounts(conn):
+            print(json.dumps(dataclasses.asdict(a), ensure_ascii=False))
+    return 0
+
+
+def _cmd_accounts_disable(args: argparse.Namespace) -> int:
+    from dispatch.store import accounts as store
+
+    with _geo_engine() as engine, engine.begin() as conn:
+        found = store.find_account(conn, args.username)
+        if found is None:
+            print(f"no account {args.username!r}", file=sys.stderr)
+            return 2
+        store.set_active(conn, found.id, False)
+    print(f"{args.username}: disabled; its sessions and API keys no longer work")
+    return 0
+
+
+def _cmd_accounts_api_key(args: argparse.Namespace) -> int:
+    from dispatch.store import accounts as store
+
+    with _geo_engine() as engine, engine.begin() as conn:
+        found = store.find_account(conn, args.username)
+        if found is None or found.role != "partner":
+            print(f"no partner account {args.username!r}", file=sys.stderr)
+            return 2
+        print(store.issue_api_key(conn, found.id))
+    return 0
+
+
+def _cmd_accounts_demo(args: argparse.Namespace) -> int:
+    from dispatch import demo_accounts
+
+    with _geo_engine() as engine, engine.begin() as conn:
+        made = demo_accounts.seed(conn)
+    print(f"演示账号 demo accounts (password for people: {demo_accounts.DEMO_PASSWORD}):")
+    for a in made:
+        cred = f"API key {a.api_key}" if a.api_key else f"password {demo_accounts.DEMO_PASSWORD}"
+        print(f"  {a.role.value:<11} {a.username:<11} {cred:<40} {a.note}")
+    return 0
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, Any]:
+    """The domain's commands; the outer packages add theirs (web/cli.py assembles ``youhu``)."""
     parser = argparse.ArgumentParser(prog="youhu", description="Youhu 有呼必应 command-dispatch platform")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("serve", help="run the web API (and, on the in-process bus, the pipeline)")
-    p.add_argument("--host")
-    p.add_argument("--port", type=int)
-    p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("worker", help="run a dispatcher pipeline worker (Kafka consumer group member)")
     p.set_defaults(func=_cmd_worker)
@@ -254,13 +318,54 @@ def main(argv: list[str] | None = None) -> int:
     p = audit.add_parser("verify", help="check every entry's hash and link; exit 1 on any edit or deletion")
     p.set_defaults(func=_cmd_audit_verify)
 
+    acc = sub.add_parser("accounts", help="users, partners and their keys").add_subparsers(
+        dest="accounts_command", required=True
+    )
+    p = acc.add_parser("create", help="create a user (or a partner, which gets an API key)")
+    p.add_argument("username")
+    p.add_argument(
+        "--role",
+        required=True,
+        choices=["inspector", "operator", "supervisor", "unit_staff", "leader", "partner", "admin"],
+    )
+    p.add_argument("--password", help="people only; prompted when omitted")
+    p.add_argument("--name", help="display name")
+    p.add_argument("--district-wide", action="store_true", help="operators/supervisors: the whole district")
+    p.add_argument("--street", action="append", help="street code in scope (repeat)")
+    p.add_argument("--grid", action="append", help="grid code in scope (inspectors; repeat)")
+    p.add_argument("--unit", help="unit code (unit staff)")
+    p.add_argument("--source", help="source system a partner publishes for")
+    p.add_argument("--grant", action="append", help="extra permission, e.g. personal.reveal")
+    p.set_defaults(func=_cmd_accounts_create)
+    p = acc.add_parser("list", help="list accounts (JSON lines)")
+    p.set_defaults(func=_cmd_accounts_list)
+    p = acc.add_parser("disable", help="disable an account: its sessions and API keys stop at once")
+    p.add_argument("username")
+    p.set_defaults(func=_cmd_accounts_disable)
+    p = acc.add_parser("api-key", help="issue a new API key to a partner (printed once)")
+    p.add_argument("username")
+    p.set_defaults(func=_cmd_accounts_api_key)
+    p = acc.add_parser("demo", help="create one demo account per role (if missing) and print them")
+    p.set_defaults(func=_cmd_accounts_demo)
+
     p = sub.add_parser("schema", help="write the canonical event data JSON Schema")
     p.add_argument("--output", default=str(SCHEMA_FILE))
     p.set_defaults(func=_cmd_schema)
 
+    return parser, sub
+
+
+def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The domain's commands alone (``python -m dispatch.cli``); ``youhu`` is web/cli.py."""
+    parser, _ = build_parser()
+    return run(parser, argv)
 
 
 if __name__ == "__main__":

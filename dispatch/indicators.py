@@ -172,12 +172,14 @@ def compute_indicators(
     date_from: date | None = None,
     date_to: date | None = None,
     as_of: datetime | None = None,
+    scope: ColumnElement[bool] | None = None,
 ) -> IndicatorReport:
     """The indicators grouped by ``by`` (see the module docstring), in one SQL query.
 
     ``as_of`` defaults to now; a naive ``as_of`` is read as Asia/Shanghai time. Raises
     :class:`IndicatorQueryError` for an unknown dimension or period, or ``date_from >= date_to``.
     Rows are ordered by key (dimensions in the order of ``by``, missing values last).
+    ``scope`` (e.g. `dispatch.access.case_filter`) limits the cases counted to what a caller sees.
     """
     dims, unit = _check(by, period, date_from, date_to)
     if as_of is None:
@@ -232,6 +234,8 @@ def compute_indicators(
         Case.registered_at <= at,
         Case.status.not_in(("rejected", "merged")),
     )
+    if scope is not None:
+        stmt = stmt.where(scope)
     if date_from is not None:
         stmt = stmt.where(Case.reported_at >= _local_midnight(date_from))
     if date_to is not None:

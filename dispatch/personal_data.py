@@ -20,7 +20,7 @@ import logging
 import os
 import re
 from enum import StrEnum
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeGuard
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -32,6 +32,8 @@ class PersonalKind(StrEnum):
     phone = "phone"  # 手机号/电话
     id_number = "id_number"  # 居民身份证号码
     name = "name"  # 姓名
+    email = "email"  # 电子邮箱
+    identifier = "identifier"  # device or account ids that single a person out
 
 
 class Sealed(TypedDict):
@@ -64,6 +66,11 @@ def mask(kind: PersonalKind | str, value: str) -> str:
         if len(v) <= 7:
             return "*" * len(v)
         return v[:3] + "*" * (len(v) - 7) + v[-4:]
+    if k is PersonalKind.email:
+        local, _, domain = v.partition("@")
+        return (local[:1] + "***@" + domain) if domain else "*" * len(v)
+    if k is PersonalKind.identifier:
+        return "*" * max(len(v) - 4, 0) + v[-4:] if len(v) > 8 else "*" * len(v)
     # Names: keep the family name (first character), hide the rest.
     return v[:1] + "*" * max(len(v) - 1, 1) if v else ""
 
@@ -105,7 +112,7 @@ class PersonalDataVault:
             raise RevealFailed("the sealed value does not open with this key") from exc
 
 
-def is_sealed(value: Any) -> bool:
+def is_sealed(value: Any) -> TypeGuard[Sealed]:
     return isinstance(value, dict) and {"kind", "masked", "sealed"} <= value.keys()
 
 

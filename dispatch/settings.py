@@ -89,6 +89,148 @@ class Settings(BaseSettings):
         "in .run/keys/.",
     )
 
+    access_token_ttl_s: int = Field(
+        default=900, ge=30, le=86_400, description="Lifetime of an access token (seconds)."
+    )
+    session_ttl_s: int = Field(
+        default=7 * 86_400,
+        ge=300,
+        description="Lifetime of a login session, i.e. how long refresh tokens can renew access tokens.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Origins allowed by CORS (JSON list, e.g. ["https://map.example.gov.cn"]). Empty: '
+        "no CORS headers at all (same-origin only).",
+    )
+    max_request_bytes: int = Field(
+        default=2_000_000, ge=1024, description="Largest request body outside uploads (bytes): 413 above."
+    )
+    max_upload_bytes: int = Field(
+        default=10_000_000, ge=1024, description="Largest photo upload (bytes): 413 above."
+    )
+    upload_dir: Path = Field(
+        default=REPO_DIR / ".run" / "uploads",
+        description="Where uploaded photos (EXIF stripped, named by SHA-256) are kept.",
+    )
+    rate_limit_per_minute: int = Field(
+        default=600,
+        ge=1,
+        description="Requests per minute per user or API key (per anonymous address for logins); 429 above.",
+    )
+    login_rate_limit_per_minute: int = Field(
+        default=10, ge=1, description="Login attempts per minute per username and per address; 429 above."
+    )
+
+    # --- write-back and forwarding to the source systems (connectors/writeback) ---
+    source_endpoints: dict[str, str] = Field(
+        default_factory=dict,
+        description="Base URL of each source system for write-backs and forwarded records (JSON map, e.g. "
+        '{"szcg": "http://127.0.0.1:9101"}). A source without one keeps its deliveries pending with the '
+        'reason "no endpoint configured".',
+    )
+    writeback_consumer_group: str = Field(
+        default="youhu-writeback", description="Consumer group that turns case deltas into deliveries."
+    )
+    writeback_batch: int = Field(default=50, ge=1, le=1000, description="Deliveries a worker claims at once.")
+    writeback_interval_s: float = Field(
+        default=0.5, gt=0, description="How long the delivery worker waits when nothing is due."
+    )
+    writeback_timeout_s: float = Field(
+        default=10.0, gt=0, description="HTTP timeout of one delivery attempt."
+    )
+    writeback_backoff_base_s: float = Field(
+        default=2.0, gt=0, description="First retry delay; doubles per attempt, with jitter."
+    )
+    writeback_backoff_max_s: float = Field(default=300.0, gt=0, description="Longest delay between retries.")
+    writeback_max_age_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="A delivery still failing (5xx, timeout) this long after it was due is marked failed.",
+    )
+    writeback_lease_s: float = Field(
+        default=60.0, gt=0, description="A claimed delivery whose worker died is tried again after this."
+    )
+
+    # -- inbound connectors (connectors/transports) -------------------------------------------
+    webhook_secrets: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON map source → webhook HMAC secret (its UTF-8 bytes sign the requests), e.g. "
+        '{"szcg": "…"}. A source not in the map uses a key generated once in .run/keys/webhook-<source>.key.',
+    )
+    webhook_replay_window_s: int = Field(
+        default=300,
+        ge=10,
+        le=86_400,
+        description="A webhook whose X-Youhu-Timestamp is further than this from now is refused; an exact "
+        "replay inside the window is refused by its remembered signature.",
+    )
+    webhook_max_batch: int = Field(
+        default=500, ge=1, le=10_000, description="Most native records in one webhook body (JSON array)."
+    )
+    import_max_bytes: int = Field(
+        default=200_000_000, ge=1024, description="Largest accepted CSV/XLSX upload (bytes)."
+    )
+    poll_interval_s: float = Field(
+        default=10.0, gt=0, description="How long a poller waits after an empty page before asking again."
+    )
+    poll_limit: int = Field(default=200, ge=1, le=10_000, description="Records a poller asks for per page.")
+
+    # --- the command center (指挥中心): WebSocket hub and live map (web/hub, web/frontend) ---
+    hub_ring_size: int = Field(
+        default=20_000,
+        ge=100,
+        description="Recent case deltas each hub keeps so a reconnecting client resumes without a gap; "
+        "a client further behind gets a fresh snapshot (resync).",
+    )
+    hub_client_queue: int = Field(
+        default=2_000,
+        ge=10,
+        description="Messages waiting for one WebSocket client; a client that falls this far behind is "
+        "dropped with a resync reason (it never slows the others).",
+    )
+    hub_heartbeat_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="The hub pings each client this often; a client silent for 2 pings is dropped.",
+    )
+    hub_snapshot_limit: int = Field(
+        default=5_000, ge=1, description="Most cases in one subscription snapshot (open cases, by deadline)."
+    )
+    hub_auth_timeout_s: float = Field(
+        default=10.0, gt=0, description="How long a new WebSocket may take to send its auth message."
+    )
+    map_basemap_url: str | None = Field(
+        default=None,
+        description="Raster basemap tile URL template for the live map (e.g. a deployment's own "
+        "Tianditu or OSM server, https://tiles.example/{z}/{x}/{y}.png). Unset: no basemap, only "
+        "the platform's own area layers (works offline).",
+    )
+    map_basemap_attribution: str = Field(
+        default="", description="Attribution shown on the map for the basemap (its terms)."
+    )
+
+    # --- the inspector app (web/mobile): idempotent actions, nearby cases, patrol positions ---
+    idempotency_ttl_s: int = Field(
+        default=7 * 86_400,
+        ge=60,
+        description="How long an Idempotency-Key of a case action is remembered (a repeat within it gets "
+        "the first answer); longer than any phone keeps a request in its offline queue.",
+    )
+    nearby_limit: int = Field(
+        default=5,
+        ge=1,
+        le=50,
+        description="Most open cases the app offers as 'already reported' before a report.",
+    )
+    position_max_age_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="A patrol position older than this (by the phone's clock) is refused: stale for the map.",
+    )
+    position_max_accuracy_m: float = Field(
+        default=500.0, gt=0, description="A patrol fix less accurate than this (metres) is refused."
+    )
+
     def resolved_database_url(self) -> str:
         """The database to use: YOUHU_DATABASE_URL, else the project's own cluster (started)."""
         if self.database_url:

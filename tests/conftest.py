@@ -71,6 +71,15 @@ TABLES = (
     "routing_rules",
     "routing_versions",
     "units",
+    "writeback_deliveries",
+    "connector_poll_cursors",
+    "connector_webhook_nonces",
+    "connector_import_jobs",
+    "partner_requests",
+    "idempotency_keys",
+    "api_keys",
+    "sessions",
+    "accounts",
 )
 
 

@@ -5,8 +5,8 @@ Every change is one transaction that also appends to the audit chain (entities
 ``routing_version:<id>`` and ``calendar_year:<year>``). The pipeline and case handling pick the
 change up at their next look (`dispatch.context.ContextLoader`): no restart.
 
-Open to any caller for now: authentication and roles (who may administer) come in issue 6, and
-the ``actor`` in the bodies will then be the authenticated user.
+Changes are for admins (web/access_policy.py); units and the taxonomy are readable by every
+logged-in user, since the screens need them. The actor of every change is the logged-in user.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from dispatch.store import routing as routing_store
 from dispatch.store.audit_log import AuditDraft
 from dispatch.store.routing import MatrixRejected, VersionInfo
 from dispatch.taxonomy import SOURCE_SYSTEMS, Taxonomy
+from web.auth import CurrentPrincipal
 from web.cases_api import Loader
 from web.deps import RT
 from web.schemas import ProblemOut
@@ -36,7 +37,7 @@ router = APIRouter(
     tags=["admin"],
 )
 
-_AUTH_NOTE = " Open to any caller for now: authentication and roles come in issue 6."
+_AUTH_NOTE = " Admins only (see web/access_policy.py); the actor is the logged-in admin."
 
 # ---- models -----------------------------------------------------------------------------------
 
@@ -82,16 +83,22 @@ class MatrixIn(BaseModel):
 
     rules: list[RuleIO] = Field(min_length=1, description="the complete matrix (not a diff)")
     note: str | None = Field(None, max_length=2000)
-    actor: str = Field(
-        min_length=1, max_length=200, description="who publishes (issue 6: the logged-in user)"
+    actor: str | None = Field(
+        None,
+        max_length=200,
+        description="ignored: the actor is the logged-in user",
+        json_schema_extra={"deprecated": True},
     )
 
 
 class ActivateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    actor: str = Field(
-        min_length=1, max_length=200, description="who activates (issue 6: the logged-in user)"
+    actor: str | None = Field(
+        None,
+        max_length=200,
+        description="ignored: the actor is the logged-in user",
+        json_schema_extra={"deprecated": True},
     )
     reason: str | None = Field(None, max_length=2000)
 
@@ -125,8 +132,11 @@ class YearIn(BaseModel):
 
     holidays: list[date] = Field(description="days off (放假) of the year's notice")
     makeup_workdays: list[date] = Field(default_factory=list, description="weekend working days (调休上班)")
-    actor: str = Field(
-        min_length=1, max_length=200, description="who enters it (issue 6: the logged-in user)"
+    actor: str | None = Field(
+        None,
+        max_length=200,
+        description="ignored: the actor is the logged-in user",
+        json_schema_extra={"deprecated": True},
     )
 
 
@@ -315,16 +325,16 @@ async def get_matrix_version(version: int, rt: RT, loader: Loader) -> MatrixOut:
     "immutable version, active at once; new cases and re-dispatches route by it. Cases already "
     "routed keep their unit (and the version that routed them)." + _AUTH_NOTE,
 )
-async def publish_matrix(body: MatrixIn, rt: RT, loader: Loader) -> Any:
+async def publish_matrix(body: MatrixIn, rt: RT, loader: Loader, p: CurrentPrincipal) -> Any:
     await _seeded(rt, loader)
     rules = [Rule(r.category, r.area_code, r.unit) for r in body.rules]
 
     def run() -> MatrixOut:
         with rt.engine.begin() as conn:
-            v = routing_store.publish(conn, rules, by=body.actor, note=body.note, taxonomy=loader.taxonomy)
+            v = routing_store.publish(conn, rules, by=p.actor, note=body.note, taxonomy=loader.taxonomy)
             _audit(
                 conn,
-                body.actor,
+                p.actor,
                 "routing.publish",
                 f"routing_version:{v}",
                 {"note": body.note, "rules": len(rules)},
@@ -351,7 +361,9 @@ async def publish_matrix(body: MatrixIn, rt: RT, loader: Loader) -> Any:
     description="Versions are immutable; activating one switches routing to it for new cases and "
     "re-dispatches." + _AUTH_NOTE,
 )
-async def activate_matrix_version(version: int, body: ActivateIn, rt: RT, loader: Loader) -> MatrixOut:
+async def activate_matrix_version(
+    version: int, body: ActivateIn, rt: RT, loader: Loader, p: CurrentPrincipal
+) -> MatrixOut:
     await _seeded(rt, loader)
 
     def run() -> MatrixOut:
@@ -360,7 +372,7 @@ async def activate_matrix_version(version: int, body: ActivateIn, rt: RT, loader
             routing_store.activate(conn, version)
             _audit(
                 conn,
-                body.actor,
+                p.actor,
                 "routing.activate",
                 f"routing_version:{version}",
                 {"previous": before, "reason": body.reason},
@@ -379,7 +391,7 @@ async def activate_matrix_version(version: int, body: ActivateIn, rt: RT, loader
     "/units",
     response_model=list[UnitOut],
     summary="Responsible units (责任单位): departments, street offices, companies",
-    description=_AUTH_NOTE.strip(),
+    description="Readable by every account that reads cases (the screens name units).",
 )
 async def list_units(rt: RT, loader: Loader) -> list[UnitOut]:
     await _seeded(rt, loader)
@@ -464,15 +476,15 @@ async def get_calendar_year(year: Year, rt: RT, loader: Loader) -> YearOut:
     "it. Dates outside the year, a date in both lists, or a make-up workday on a weekday → 400. "
     "Deadlines computed from now on use it; running deadlines are not recomputed." + _AUTH_NOTE,
 )
-async def put_calendar_year(year: Year, body: YearIn, rt: RT, loader: Loader) -> YearOut:
+async def put_calendar_year(year: Year, body: YearIn, rt: RT, loader: Loader, p: CurrentPrincipal) -> YearOut:
     await _seeded(rt, loader)
 
     def run() -> YearOut:
         with rt.engine.begin() as conn:
-            entry = calendar_store.enter_year(conn, year, body.holidays, body.makeup_workdays, by=body.actor)
+            entry = calendar_store.enter_year(conn, year, body.holidays, body.makeup_workdays, by=p.actor)
             _audit(
                 conn,
-                body.actor,
+                p.actor,
                 "calendar.enter_year",
                 f"calendar_year:{year}",
                 {
@@ -497,7 +509,7 @@ async def put_calendar_year(year: Year, body: YearIn, rt: RT, loader: Loader) ->
     summary="The unified category taxonomy (统一事项分类), read-only",
     description="Groups (大类), departments, categories with their limits (处置时限, 签收) and duplicate "
     "radius/window, and per source system its native codes with the unified category each maps to. "
-    "It is edited as `dispatch/data/taxonomy.toml`, not here." + _AUTH_NOTE,
+    "It is edited as `dispatch/data/taxonomy.toml`, not here. Readable by every logged-in account.",
 )
 async def get_taxonomy(loader: Loader) -> TaxonomyOut:
     return TaxonomyOut.of(loader.taxonomy)

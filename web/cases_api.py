@@ -9,19 +9,26 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, func, select
 
+from dispatch.access import Principal, case_filter
 from dispatch.case_actions import ActionRequest, CaseNotFound, perform
 from dispatch.context import ContextLoader
+from dispatch.event_data import Attachment
 from dispatch.lifecycle import RULES, Action, IllegalTransition, ReturnReason, Transition
+from dispatch.personal_data import masked_view
 from dispatch.runtime import Runtime
 from dispatch.store.effects import Effects
 from dispatch.store.models import Case, CaseSource, TimelineEntry
+from web import idempotency
+from web.auth import CurrentPrincipal
 from web.deps import RT
+from web.params import MAX_BIGINT, CaseId
 from web.schemas import CaseOut, ProblemOut
 
 router = APIRouter(tags=["cases"])
@@ -45,45 +52,60 @@ Loader = Annotated[ContextLoader, Depends(_context_loader)]
 _NEEDS_REASON = [a.value for a, rule in RULES.items() if rule.needs_reason]
 
 
+class ActionPhoto(Attachment):
+    """A photo of the act (an uploaded photo: ``POST /api/v1/uploads``), optionally marked as taken
+    before or after the work (处置前/处置后) or as evidence (核查)."""
+
+    role: Literal["before", "after", "evidence"] | None = None
+
+
 class ActionIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"action": "acknowledge", "actor": "dept.cgj:wang"},
+                {"action": "acknowledge"},
                 {
                     "action": "return",
-                    "actor": "dept.cgj:wang",
                     "return_reason": "wrong_locality",
                     "reason": "not our remit: private courtyard",
                 },
-                {"action": "dispatch", "actor": "center:li"},
-                {"action": "merge", "actor": "center:li", "merge_into": 123, "reason": "same heap"},
+                {"action": "dispatch"},
+                {"action": "merge", "merge_into": 123, "reason": "same heap"},
             ]
         },
     )
 
     action: Action
-    actor: str = Field(
-        min_length=1,
+    actor: str | None = Field(
+        None,
         max_length=200,
-        description="who acts (taken from the body for now; issue 6 takes it from the authenticated user)",
+        description="ignored: the actor is always the authenticated user (kept so older clients still work)",
+        json_schema_extra={"deprecated": True},
     )
     reason: str | None = Field(None, max_length=2000, description=f"required for {', '.join(_NEEDS_REASON)}")
     unit: str | None = Field(
         None, max_length=64, description="dispatch: the unit; omitted = the matrix decides"
     )
     return_reason: ReturnReason | None = Field(None, description="return (回退): its kind")
-    merge_into: int | None = Field(None, ge=1, description="merge: the open case to merge into")
+    merge_into: int | None = Field(
+        None, ge=1, le=MAX_BIGINT, description="merge: the open case to merge into"
+    )
+    attachments: list[ActionPhoto] = Field(
+        default_factory=list,
+        max_length=20,
+        description="photos of the act, kept in its timeline line and written back to the source systems",
+    )
 
-    def request(self) -> ActionRequest:
+    def request(self, actor: str) -> ActionRequest:
         return ActionRequest(
             action=self.action,
-            actor=self.actor,
+            actor=actor,
             reason=self.reason,
             unit=self.unit,
             return_reason=self.return_reason,
             merge_into=self.merge_into,
+            attachments=tuple(a.model_dump(exclude_none=True) for a in self.attachments),
         )
 
 
@@ -154,9 +176,15 @@ def case_query() -> Any:
     )
 
 
-def _one_case(conn: Connection, case_id: int) -> CaseOut | None:
-    row = conn.execute(case_query().where(Case.id == case_id)).mappings().first()
+def _one_case(conn: Connection, case_id: int, p: Principal | None) -> CaseOut | None:
+    """The case if ``p`` may see it (``p`` None: unscoped, for the answer to an action just taken)."""
+    stmt = case_query().where(Case.id == case_id)
+    row = conn.execute(stmt.where(case_filter(p)) if p else stmt).mappings().first()
     return CaseOut.from_row(row) if row else None
+
+
+def _visible(conn: Connection, case_id: int, p: Principal) -> bool:
+    return conn.scalar(select(Case.id).where(Case.id == case_id, case_filter(p))) is not None
 
 
 @router.get(
@@ -169,6 +197,7 @@ def _one_case(conn: Connection, case_id: int) -> CaseOut | None:
 )
 async def list_cases(
     rt: RT,
+    p: CurrentPrincipal,
     status: str | None = None,
     attention: str | None = None,
     street: str | None = None,
@@ -177,7 +206,7 @@ async def list_cases(
     before_id: Annotated[int | None, Query(ge=1)] = None,
 ) -> list[CaseOut]:
     def q() -> list[CaseOut]:
-        stmt = case_query().order_by(Case.id.desc()).limit(limit)
+        stmt = case_query().where(case_filter(p)).order_by(Case.id.desc()).limit(limit)
         if status:
             stmt = stmt.where(Case.status == status)
         if attention:
@@ -200,10 +229,10 @@ async def list_cases(
     responses={404: {"model": ProblemOut}},
     summary="One case, with its source records, unit, area codes and running deadline",
 )
-async def get_case(case_id: int, rt: RT) -> CaseOut:
+async def get_case(case_id: CaseId, rt: RT, p: CurrentPrincipal) -> CaseOut:
     def q() -> CaseOut | None:
         with rt.engine.connect() as conn:
-            return _one_case(conn, case_id)
+            return _one_case(conn, case_id, p)
 
     found = await asyncio.to_thread(q)
     if found is None:
@@ -219,10 +248,10 @@ async def get_case(case_id: int, rt: RT) -> CaseOut:
     description="Every line: when, who (a person, a source `source:<system>`, or `system:*`), the action, "
     "the status before and after (null when the action does not change it), the reason and details.",
 )
-async def get_timeline(case_id: int, rt: RT) -> list[TimelineLineOut]:
+async def get_timeline(case_id: CaseId, rt: RT, p: CurrentPrincipal) -> list[TimelineLineOut]:
     def q() -> list[TimelineLineOut] | None:
         with rt.engine.connect() as conn:
-            if conn.scalar(select(Case.id).where(Case.id == case_id)) is None:
+            if not _visible(conn, case_id, p):
                 return None
             rows = conn.execute(
                 select(
@@ -257,12 +286,18 @@ to a unit that returned it), `verify_fail` (返工), `suspend`/`resume` (挂账/
 
 `dispatch` without `unit` routes through the active responsibility matrix.
 
-**`actor` is taken from the body for now**; issue 6 (authentication) will take it from the
-authenticated user instead.
+The actor is the authenticated user. Roles bound what they may do (`dispatch.access.ROLE_ACTIONS`):
+unit staff `acknowledge`/`return`/`handle`/`request_extension`; inspectors `verify_pass`/`verify_fail`;
+operators intake, dispatch, approvals, merges, verification and closing; supervisors and leaders
+also `escalate`. A case outside the caller's scope is 404, an action outside the role 403.
 
 Answers 200 with the transition and the updated case; 404 for an unknown case; 409 when the
 lifecycle forbids the action now (`detail` says why, e.g. which statuses allow it or that a reason
 is missing); 422 for a malformed body.
+
+`Idempotency-Key` (optional, one per intended action, e.g. a UUID): a repeat with the same key gets
+the first answer again (header `Idempotent-Replayed: true`) and acts no second time — what the
+mobile app's offline queue relies on. The same key with another body is 422.
 """
 
 
@@ -270,26 +305,115 @@ is missing); 422 for a malformed body.
     "/api/v1/cases/{case_id}/actions",
     response_model=ActionOut,
     response_model_by_alias=True,
-    responses={404: {"model": ProblemOut}, 409: {"model": ProblemOut}},
+    responses={403: {"model": ProblemOut}, 404: {"model": ProblemOut}, 409: {"model": ProblemOut}},
     summary="Act on a case: register, dispatch, acknowledge, return, handle, verify, close, merge…",
     description=_ACTION_DESCRIPTION,
 )
-async def act_on_case(case_id: int, body: ActionIn, rt: RT, loader: Loader) -> ActionOut:
-    req = body.request()
+async def act_on_case(
+    case_id: CaseId,
+    body: ActionIn,
+    rt: RT,
+    loader: Loader,
+    p: CurrentPrincipal,
+    key: Annotated[
+        str | None,
+        Header(
+            alias=idempotency.HEADER, pattern=idempotency.KEY_PATTERN, description="one per intended action"
+        ),
+    ] = None,
+) -> ActionOut | JSONResponse:
+    if not p.may_act(body.action):
+        raise HTTPException(403, detail=f"a {p.role.value} may not {body.action.value} a case")
+    req = body.request(p.actor)
+    operation = f"POST /api/v1/cases/{case_id}/actions"
 
-    def run() -> ActionOut:
+    def run() -> ActionOut | idempotency.Remembered:
         ctx = loader.current(rt.engine)
         with rt.engine.begin() as conn:
+            if key is not None:
+                prior = idempotency.claim(
+                    conn,
+                    p.account_id,
+                    key,
+                    operation,
+                    idempotency.request_hash(body.model_dump(mode="json")),
+                    rt.settings.idempotency_ttl_s,
+                )
+                if prior is not None:
+                    return prior
+            # Scope first: a case the caller cannot see does not exist for them (no id probing).
+            if not _visible(conn, case_id, p):
+                raise CaseNotFound(f"no case {case_id}")
+            if body.merge_into is not None and not _visible(conn, body.merge_into, p):
+                raise IllegalTransition(f"no case {body.merge_into} to merge into")  # as if absent
             fx = Effects(rt.topics.cases, datetime.now(UTC))
             t = perform(conn, case_id, req, ctx, fx)
             fx.flush(conn)
-            case = _one_case(conn, case_id)
-        assert case is not None  # perform locked and updated it in this transaction
-        return ActionOut(transition=TransitionOut.of(t), case=case)
+            # Unscoped: a unit that just returned the case no longer sees it, but sees what it did.
+            case = _one_case(conn, case_id, None)
+            assert case is not None  # perform locked and updated it in this transaction
+            out = ActionOut(transition=TransitionOut.of(t), case=case)
+            if key is not None:
+                idempotency.remember(conn, p.account_id, key, 200, out.model_dump(mode="json", by_alias=True))
+        return out
 
     try:
-        return await asyncio.to_thread(run)
+        result = await asyncio.to_thread(run)
     except CaseNotFound as exc:
         raise HTTPException(404, detail=str(exc)) from exc
     except IllegalTransition as exc:
         raise HTTPException(409, detail=str(exc)) from exc
+    except idempotency.KeyMisused as exc:
+        raise HTTPException(422, detail=str(exc)) from exc
+    if isinstance(result, idempotency.Remembered):
+        return JSONResponse(
+            result.response, status_code=result.status_code, headers={idempotency.REPLAYED_HEADER: "true"}
+        )
+    return result
+
+
+class SourceRecordOut(BaseModel):
+    id: int
+    source_system: str
+    source_record_id: str
+    event_source: str
+    source_category: str
+    received_at: datetime
+    original_case_id: int | None
+    record: dict[str, Any] = Field(
+        description="the canonical event data as received; personal data shown masked "
+        "(revealing a value is `POST /api/v1/cases/{id}/reveal`, a separate, audited permission)"
+    )
+
+
+@router.get(
+    "/api/v1/cases/{case_id}/sources",
+    response_model=list[SourceRecordOut],
+    responses={404: {"model": ProblemOut}},
+    summary="Every source record of the case (多网融合: one per system that reported it), masked",
+)
+async def get_sources(case_id: CaseId, rt: RT, p: CurrentPrincipal) -> list[SourceRecordOut]:
+    def q() -> list[SourceRecordOut] | None:
+        with rt.engine.connect() as conn:
+            if not _visible(conn, case_id, p):
+                return None
+            t = CaseSource.__table__
+            rows = conn.execute(select(t).where(t.c.case_id == case_id).order_by(t.c.id))
+            return [
+                SourceRecordOut(
+                    id=r.id,
+                    source_system=r.source_system,
+                    source_record_id=r.source_record_id,
+                    event_source=r.event_source,
+                    source_category=r.source_category,
+                    received_at=r.received_at,
+                    original_case_id=r.original_case_id,
+                    record=masked_view(r.payload),
+                )
+                for r in rows
+            ]
+
+    found = await asyncio.to_thread(q)
+    if found is None:
+        raise HTTPException(404, detail=f"no case {case_id}")
+    return found

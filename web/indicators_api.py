@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from dispatch.access import case_filter
 from dispatch.indicators import (
     DEFINITIONS,
     DIMENSIONS,
@@ -19,6 +20,7 @@ from dispatch.indicators import (
     Rates,
     compute_indicators,
 )
+from web.auth import CurrentPrincipal
 from web.deps import RT
 
 router = APIRouter(tags=["indicators"])
@@ -57,7 +59,8 @@ class IndicatorsOut(BaseModel):
 
 
 _DESCRIPTION = (
-    "考核指标 over the registered cases (立案), rejected and merged ones excluded, as of `as_of` "
+    "考核指标 over the registered cases (立案) the caller may see (its street, unit or grids), "
+    "rejected and merged ones excluded, as of `as_of` "
     "(default now), grouped by any combination of dimensions.\n\n"
     + "\n".join(f"- **{k}**: {v}" for k, v in DEFINITIONS.items())
     + "\n\nDimensions (`by`, repeatable or comma-separated): "
@@ -77,6 +80,7 @@ _DESCRIPTION = (
 )
 async def get_indicators(
     rt: RT,
+    p: CurrentPrincipal,
     by: Annotated[
         list[str] | None,
         Query(description=f"dimension(s): {', '.join(DIMENSIONS)}; repeat or comma-separate"),
@@ -93,7 +97,13 @@ async def get_indicators(
     def q() -> IndicatorReport:
         with rt.engine.connect() as conn:
             return compute_indicators(
-                conn, by=dims, period=period, date_from=date_from, date_to=date_to, as_of=as_of
+                conn,
+                by=dims,
+                period=period,
+                date_from=date_from,
+                date_to=date_to,
+                as_of=as_of,
+                scope=case_filter(p),
             )
 
     try:

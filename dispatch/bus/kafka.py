@@ -135,6 +135,9 @@ class KafkaBusConsumer:
             "session_timeout_ms": 10_000,
             "heartbeat_interval_ms": 3_000,
             "max_poll_interval_ms": 300_000,
+            # A member that joined before the broker's metadata named a just-created topic owns
+            # nothing until its next metadata refresh: 5 s, not kafka-python's default 5 minutes.
+            "metadata_max_age_ms": 5_000,
             **overrides,
         }
         self._topics = list(topics)

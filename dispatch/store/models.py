@@ -122,7 +122,7 @@ class CaseSource(Base):
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
     source_system: Mapped[str] = mapped_column(String(32))
     source_record_id: Mapped[str] = mapped_column(String(128))
-    event_source: Mapped[str] = mapped_column(Text)
+    event_source: Mapped[str] = mapped_column(Text, index=True)
     event_id: Mapped[str] = mapped_column(Text)
     source_category: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
@@ -159,7 +159,10 @@ class OutboxMessage(Base):
     """Transactional outbox: written with the change, published to the bus by the relay."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_unpublished", "id", postgresql_where="published_at IS NULL"),)
+    __table_args__ = (
+        Index("ix_outbox_unpublished", "id", postgresql_where="published_at IS NULL"),
+        Index("ix_outbox_key_id", "key", "id"),  # a case's newest delta (the hub's snapshot mark)
+    )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     topic: Mapped[str] = mapped_column(Text)
     key: Mapped[bytes | None] = mapped_column(LargeBinary)

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from dispatch.events import to_message
 from dispatch.settings import Settings
 from dispatch.store.areas import load_district
+from tests.auth_helpers import actor_headers, as_admin, client_engine
 from tests.factories import XINHUA, make_event
 from web.app import create_app
 
@@ -28,6 +29,8 @@ def huadu(clean_db: Engine) -> Engine:
 
 
 def make_client(database_url: str, topic_prefix: str, **settings: Any) -> TestClient:
+    # Tests poll the API in tight loops: the per-user rate limit is tested on its own.
+    settings.setdefault("rate_limit_per_minute", 1_000_000)
     return TestClient(
         create_app(Settings(database_url=database_url, topic_prefix=topic_prefix, bus="local", **settings))
     )
@@ -36,14 +39,14 @@ def make_client(database_url: str, topic_prefix: str, **settings: Any) -> TestCl
 @pytest.fixture
 def client(huadu: Engine, database_url: str, topic_prefix: str) -> Iterator[TestClient]:
     with make_client(database_url, topic_prefix) as c:
-        yield c
+        yield as_admin(c)
 
 
 @pytest.fixture
 def manual_client(huadu: Engine, database_url: str, topic_prefix: str) -> Iterator[TestClient]:
     """Automatic dispatch off: every new case waits for the intake operator (status reported)."""
     with make_client(database_url, topic_prefix, auto_dispatch=False) as c:
-        yield c
+        yield as_admin(c)
 
 
 def report(client: TestClient, n: int, **kw: Any) -> dict[str, Any]:
@@ -66,14 +69,16 @@ def report(client: TestClient, n: int, **kw: Any) -> dict[str, Any]:
 
 
 def act(client: TestClient, case_id: int, action: str, actor: str, **kw: Any) -> dict[str, Any]:
-    r = client.post(f"/api/v1/cases/{case_id}/actions", json={"action": action, "actor": actor, **kw})
+    """``actor`` names who acts (see tests/auth_helpers.actor_headers): they log in and act."""
+    headers = actor_headers(client, client_engine(client), actor)
+    r = client.post(f"/api/v1/cases/{case_id}/actions", json={"action": action, **kw}, headers=headers)
     assert r.status_code == 200, r.text
     body: dict[str, Any] = r.json()
     return body
 
 
 def refused(client: TestClient, case_id: int, action: str, **kw: Any) -> tuple[int, str]:
-    r = client.post(f"/api/v1/cases/{case_id}/actions", json={"action": action, "actor": "someone", **kw})
+    r = client.post(f"/api/v1/cases/{case_id}/actions", json={"action": action, **kw})
     return r.status_code, str(r.json()["detail"])
 
 
@@ -125,12 +130,12 @@ def test_full_lifecycle_over_http_with_every_step_on_the_timeline(client: TestCl
         ("reported", None, "reported", "source:wangge", None),
         ("register", "reported", "registered", "system:pipeline", None),
         ("dispatch", "registered", "dispatched", "system:pipeline", None),
-        ("acknowledge", "dispatched", "in_progress", "dept.cgj:wang", None),
-        ("handle", "in_progress", "handled", "dept.cgj:wang", "清运完毕"),
+        ("acknowledge", "dispatched", "in_progress", "unit_staff:wang", None),
+        ("handle", "in_progress", "handled", "unit_staff:wang", "清运完毕"),
         ("verify_fail", "handled", "in_progress", "inspector:zhao", "垃圾仍在路边"),
-        ("handle", "in_progress", "handled", "dept.cgj:wang", "再次清运"),
+        ("handle", "in_progress", "handled", "unit_staff:wang", "再次清运"),
         ("verify_pass", "handled", "verified", "inspector:zhao", None),
-        ("close", "verified", "closed", "center:li", None),
+        ("close", "verified", "closed", "supervisor:li", None),
     ]
     lines = timeline(client, cid)
     assert lines[2]["detail"]["unit"] == "dept.cgj"
@@ -157,8 +162,6 @@ def test_illegal_actions_are_409_with_a_reason_and_change_nothing(client: TestCl
     )
     for bad in (
         {"action": "fly", "actor": "x"},  # unknown action
-        {"action": "register"},  # no actor
-        {"action": "register", "actor": ""},
         {"action": "return", "actor": "x", "reason": "r", "return_reason": "bored"},
         {"action": "register", "actor": "x", "merge_to": 3},  # unknown field
     ):
@@ -204,7 +207,7 @@ def test_a_returned_case_is_rerouted_to_another_unit(client: TestClient) -> None
 
     lines = timeline(client, cid)
     assert [x["action"] for x in lines[-2:]] == ["return", "dispatch"]
-    assert lines[-2]["reason"] == "小区内部道路，属物业管理" and lines[-2]["actor"] == "dept.cgj:wang"
+    assert lines[-2]["reason"] == "小区内部道路，属物业管理" and lines[-2]["actor"] == "unit_staff:wang"
     assert lines[-1]["detail"] == {"unit": office, "route": "street_office", "skipped": ["dept.cgj"]}
 
     by_unit = client.get("/api/v1/cases", params={"unit": office}).json()
@@ -237,7 +240,7 @@ def test_merge_moves_source_records_and_unmerge_moves_them_back(manual_client: T
         "wangge:R0000005",
     ]
     merged_line = timeline(client, a["id"])[-1]
-    assert (merged_line["action"], merged_line["actor"]) == ("source_merged", "center:li")
+    assert (merged_line["action"], merged_line["actor"]) == ("source_merged", "supervisor:li")
     assert merged_line["detail"] == {"from_case": b["id"], "sources": ["wangge:R0000005"]}
 
     assert refused(client, b["id"], "unmerge") == (409, "unmerge needs a reason")

@@ -223,7 +223,7 @@ async def test_watcher_warns_once_escalates_when_overdue_and_survives_a_restart(
 
 def _verify(database_url: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "dispatch.cli", "audit", "verify"],
+        [sys.executable, "-m", "web.cli", "audit", "verify"],
         env={**os.environ, "YOUHU_DATABASE_URL": database_url},
         capture_output=True,
         text=True,

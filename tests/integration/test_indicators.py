@@ -33,6 +33,7 @@ from sqlalchemy import Engine, event, insert
 from dispatch.indicators import IndicatorQueryError, IndicatorReport, IndicatorRow, compute_indicators
 from dispatch.settings import Settings
 from dispatch.store.models import Case, CaseSource
+from tests.auth_helpers import as_admin
 from web.app import create_app
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -327,7 +328,7 @@ def test_bad_parameters(clean_db: Engine, kw: dict[str, Any], message: str) -> N
 def client(seeded: Engine, database_url: str, topic_prefix: str) -> Iterator[TestClient]:
     app = create_app(Settings(database_url=database_url, topic_prefix=topic_prefix, bus="local"))
     with TestClient(app) as c:
-        yield c
+        yield as_admin(c)
 
 
 def test_api_by_street_and_month(client: TestClient) -> None:

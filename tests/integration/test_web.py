@@ -14,6 +14,7 @@ from dispatch.bus.local import LocalBus
 from dispatch.deadletter import REASON, STAGE
 from dispatch.events import to_message
 from dispatch.settings import Settings
+from tests.auth_helpers import as_admin
 from tests.factories import make_event
 from web.app import create_app
 
@@ -23,7 +24,7 @@ def client(clean_db: Engine, database_url: str, topic_prefix: str) -> Iterator[T
     """The demo's shape: in-process bus, pipeline inside the app, real PostGIS."""
     app = create_app(Settings(database_url=database_url, topic_prefix=topic_prefix, bus="local"))
     with TestClient(app) as c:
-        yield c
+        yield as_admin(c)
 
 
 def _wait_for_cases(client: TestClient, n: int, timeout_s: float = 10) -> list[dict[str, object]]:
