@@ -7,7 +7,7 @@ YOUHU := $(VENV)/bin/youhu
 KAFKA ?= 0
 export YOUHU_PORT ?= 8000
 
-.PHONY: demo test venv services stop lint unit integration bench bench-geo bench-pipeline frontend mobile browser clean
+.PHONY: demo test venv services stop lint unit integration bench bench-geo bench-pipeline bench-ws frontend mobile browser clean
 
 venv:
 	@deploy/python-env.sh
@@ -79,7 +79,14 @@ bench-pipeline: venv
 	export YOUHU_KAFKA_BOOTSTRAP="$${YOUHU_KAFKA_BOOTSTRAP:-$$(deploy/kafka.sh start)}"; \
 	$(PY) bench/bench_pipeline.py
 
-bench: bench-geo bench-pipeline
+## make bench-ws: the live-map hub (uvicorn + web.app) on Kafka + PostGIS (started first): 1,000 WebSocket
+## clients, 500 case deltas/s (BENCH_WS_CLIENTS, BENCH_WS_RATE, BENCH_WS_SECONDS), vs a bare broadcast
+bench-ws: venv
+	@export YOUHU_DATABASE_URL="$${YOUHU_DATABASE_URL:-$$(deploy/postgis.sh start)}"; \
+	export YOUHU_KAFKA_BOOTSTRAP="$${YOUHU_KAFKA_BOOTSTRAP:-$$(deploy/kafka.sh start)}"; \
+	$(PY) bench/bench_ws.py
+
+bench: bench-geo bench-pipeline bench-ws
 
 clean: stop
 	rm -rf .run

@@ -38,12 +38,18 @@ should get (``delta`` and ``leave`` messages alike).
 (an independent reimplementation of the rules in ``web.hub.filters``, vectorised); every client's
 receipts are compared with it: missed, duplicated and unexpected (a scope leak) deliveries.
 
-**Baseline**, same run, same machine, after the hub is stopped: ``bench/ws_broadcast.py``, a bare
-Starlette WebSocket endpoint on the same uvicorn, that sends every delta to every client (no auth,
-no filters, no Kafka, no queues), paced at the same rate, to the same number of clients in the same
-client processes. It sends ``1/share`` times the hub's deliveries; if it cannot keep up, its
-latency grows and what it could not send within ``BENCH_WS_BASELINE_GRACE_S`` (20) s after the
-window counts as missed.
+**Baselines**, same run, same machine, after the hub is stopped: ``bench/ws_broadcast.py``, a bare
+Starlette WebSocket endpoint on the same uvicorn, that sends every message to every client (no
+auth, no filters, no Kafka, no queues, one ``send_text`` per client per message), to the same
+number of clients in the same client processes, paced:
+
+1. at the same message rate (the issue's baseline). That is ``1/share`` times the hub's
+   deliveries; if it cannot keep up, its latency grows, and what it could not send within
+   ``BENCH_WS_BASELINE_GRACE_S`` (20) s after the window counts as missed;
+2. at ``rate × share`` messages/s, i.e. as many deliveries per second as the hub made: what the
+   bare stack costs for the same delivery volume (``…_vs_same_deliveries`` lines).
+
+``BENCH_WS_BASELINE=0`` skips both.
 
 Measures (one JSON line each, last on stdout; progress on stderr): latency p50 and p99, deliveries/s,
 the hub process's CPU (user+sys seconds per second of the publishing window, from /proc), missed
@@ -557,8 +563,13 @@ class CpuWindow:
         return self.used[name] / self.wall if self.wall else float("nan")
 
     def report(self, title: str) -> None:
-        parts = ", ".join(f"{k} {v / self.wall:.2f}" for k, v in self.used.items())
-        say(f"CPU seconds per second, {title} ({self.wall:.1f} s, {os.cpu_count()} cores): {parts}")
+        parts = ", ".join(f"{k} {v / self.wall:.2f}" for k, v in self.used.items() if k != "machine")
+        other = self.used["machine"] - sum(v for k, v in self.used.items() if k != "machine")
+        say(
+            f"CPU seconds per second, {title} ({self.wall:.1f} s wall, {os.cpu_count()} cores): {parts}; "
+            f"anything else (kernel, postgres, other users of the machine: a large figure means the "
+            f"run was disturbed) {other / self.wall:.2f}; machine busy {self.used['machine'] / self.wall:.2f}"
+        )
 
 
 # ---- publishing ------------------------------------------------------------------------------------
@@ -605,7 +616,7 @@ class Publisher:
                     headers=[("youhu.delta.id", str(body["delta_id"]).encode())],
                 )
                 i += 1
-            time.sleep(0.001)
+            time.sleep(0.002)
         self.producer.flush(30)
         return t0, time.time()
 
@@ -645,6 +656,7 @@ def analyse(
     window: tuple[float, float],
     cpu_per_s: float,
     seq_map: dict[int, int] | None,
+    labels: list[str] | None = None,
 ) -> Result:
     """Compare each client's receipts with what it should get; latency over every receipt."""
     did = recv["delta_id"].copy()
@@ -656,6 +668,16 @@ def analyse(
     client, did = recv["client"][measured], did[measured]
     sent = np.array([sent_at[int(x)] for x in did])
     lat_ms = (recv["recv"][measured] - sent) * 1000.0
+    if labels is not None:  # where the latency is: by kind of client
+        lab = np.array(labels)[client]
+        say(
+            "latency by kind of client (p50 / p99 ms, receipts): "
+            + "; ".join(
+                f"{k} {_pct(lat_ms[m], 50):.0f} / {_pct(lat_ms[m], 99):.0f} ({m.sum():,})"
+                for k in sorted(set(labels))
+                for m in (lab == k,)
+            )
+        )
     missed = duplicated = unexpected = with_missed = with_dup = 0
     exp_total = 0
     order = np.argsort(client, kind="stable")
@@ -849,6 +871,9 @@ def run_hub(
     recv, done = clients.collect(tmp, "hub")
     _stop(hub)
     say(f"client processes: {done}")
+    for line in (tmp / "hub.log").read_text(errors="replace").splitlines():
+        if line.startswith("bench-hub:") or "Traceback" in line or "WARNING" in line:
+            say("hub: " + line.removeprefix("bench-hub: "))
     if PROFILE:
         _print_profile(tmp / "hub.prof")
 
@@ -876,14 +901,15 @@ def run_hub(
         window,
         cpu.per_s("hub"),
         seq_map,
+        [s.account.role for s in specs],
     )
     _show("hub", res)
     return res, {"share": share, "cpu": cpu}
 
 
 def run_baseline(
-    tmp: Path, n_clients: int, main: Deltas, stack: list[Callable[[], None]]
-) -> tuple[Result, dict[str, Any]]:
+    tmp: Path, n_clients: int, main: Deltas, rate: float, tag: str, stack: list[Callable[[], None]]
+) -> Result:
     import httpx
 
     port = _free_port()
@@ -904,15 +930,15 @@ def run_baseline(
     stack.append(lambda: _stop(server))
     base = f"http://127.0.0.1:{port}"
     _wait_http(f"{base}/status", 60, server)
-    clients = ClientProcs(f"ws://127.0.0.1:{port}/ws", [{"token": None}] * n_clients, tmp, "base")
+    clients = ClientProcs(f"ws://127.0.0.1:{port}/ws", [{"token": None}] * n_clients, tmp, tag)
     stack.append(clients.close)
     clients.wait("ready", 240)
     groups = {"broadcast server": [server.pid], "clients": clients.pids}
     with CpuWindow(groups) as cpu:
         t0 = time.time()
-        info = httpx.post(f"{base}/start", params={"rate": RATE, "seconds": SECONDS}, timeout=30).json()
+        info = httpx.post(f"{base}/start", params={"rate": rate, "seconds": SECONDS}, timeout=30).json()
         time.sleep(SECONDS)
-    cpu.report("bare broadcast, sending window")
+    cpu.report(f"bare broadcast at {rate:.0f} messages/s, sending window")
     end = time.monotonic() + DRAIN_S + float(os.environ.get("BENCH_WS_BASELINE_GRACE_S", "20"))
     status: dict[str, Any] = {}
     while time.monotonic() < end:
@@ -921,9 +947,9 @@ def run_baseline(
             break
         time.sleep(0.5)
     clients.ask("quiet 1", "quiet", DRAIN_S)
-    recv, done = clients.collect(tmp, "base")
+    recv, done = clients.collect(tmp, tag)
     _stop(server)
-    say(f"bare broadcast: {info}, then {status}; client processes: {done}")
+    say(f"bare broadcast at {rate:.0f}/s: {info}, then {status}; client processes: {done}")
     ids = main.ids[: info["messages"]]
     # Publish time: the broadcast's stamp (its schedule); a message never sent has none.
     sent_at = dict.fromkeys(ids.tolist(), float("nan"))
@@ -938,8 +964,8 @@ def run_baseline(
         cpu.per_s("broadcast server"),
         None,
     )
-    _show("bare broadcast", res)
-    return res, {"cpu": cpu}
+    _show(f"bare broadcast at {rate:.0f} messages/s", res)
+    return res
 
 
 def _print_profile(path: Path) -> None:
@@ -1011,14 +1037,19 @@ def main() -> int:
             create_accounts(url, sorted({s.account for s in specs}, key=lambda a: a.username))
             hub_stack: list[Callable[[], None]] = []
             with _cleanup(hub_stack):
-                hub, _hub_info = run_hub(url, bootstrap, prefix, tmp, specs, warm, main_d, hub_stack)
-            base: Result | None = None
-            if BASELINE:
+                hub, hub_info = run_hub(url, bootstrap, prefix, tmp, specs, warm, main_d, hub_stack)
+            none = Result(*([float("nan")] * 4), 0, float("nan"), 0, 0, 0, 0, 0, 0, float("nan"))
+            b = m = none
+            # Two baselines: the same message rate to every client (the issue's), which sends
+            # 1/share times the hub's deliveries; and the hub's delivery volume, i.e. every client
+            # at rate × share messages/s (what the bare stack costs for as many deliveries).
+            matched = round(RATE * float(hub_info["share"]), 1)
+            for rate, tag in ((RATE, "base"), (matched, "base-matched")) if BASELINE else ():
                 base_stack: list[Callable[[], None]] = []
                 with _cleanup(base_stack):
-                    base, _ = run_baseline(tmp, CLIENTS, main_d, base_stack)
+                    r = run_baseline(tmp, CLIENTS, main_d, rate, tag, base_stack)
+                b, m = (r, m) if tag == "base" else (b, r)
             tag = f"{CLIENTS}c_{RATE:.0f}dps"
-            b = base or Result(*([float("nan")] * 4), 0, float("nan"), 0, 0, 0, 0, 0, 0, float("nan"))
             lines += [
                 _emit(f"latency_p50_{tag}", hub.p50, "ms", "bare_broadcast_p50", b.p50),
                 _emit(f"latency_p99_{tag}", hub.p99, "ms", "bare_broadcast_p99", b.p99),
@@ -1031,6 +1062,27 @@ def main() -> int:
                     "deliveries",
                     "bare_broadcast",
                     b.duplicated,
+                ),
+                _emit(
+                    f"latency_p50_{tag}_vs_same_deliveries",
+                    hub.p50,
+                    "ms",
+                    f"bare_broadcast_{matched:g}mps_p50",
+                    m.p50,
+                ),
+                _emit(
+                    f"latency_p99_{tag}_vs_same_deliveries",
+                    hub.p99,
+                    "ms",
+                    f"bare_broadcast_{matched:g}mps_p99",
+                    m.p99,
+                ),
+                _emit(
+                    f"hub_cpu_{tag}_vs_same_deliveries",
+                    hub.cpu_per_s,
+                    "cpu-s/s",
+                    f"bare_broadcast_{matched:g}mps_cpu",
+                    m.cpu_per_s,
                 ),
             ]
             met = hub.p99 <= TARGET_P99_MS

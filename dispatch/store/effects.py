@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, text
+from sqlalchemy import Connection, RowMapping, insert, text
 
 from dispatch.store import audit_log
 from dispatch.store.audit_log import AuditDraft
@@ -121,28 +121,33 @@ _SNAPSHOT_SQL = text(
 )
 
 
+def case_state(r: RowMapping) -> dict[str, Any]:
+    """The case state every delta carries (and the live map's snapshot), from a case row with the
+    columns of the snapshot query (``unit_code``… ``lon``, ``lat``, ``sources``)."""
+    return {
+        "status": r["status"],
+        "category": r["category"],
+        "category_group": r["category_group"],
+        "priority": r["priority"],
+        "unit": r["unit_code"],
+        "street": r["street_code"],
+        "community": r["community_code"],
+        "grid": r["grid_code"],
+        "attention": r["attention"],
+        "merged_into": r["merged_into"],
+        "possible_duplicate_of": r["possible_duplicate_of"],
+        "deadline_kind": r["deadline_kind"],
+        "deadline_at": iso(r["deadline_at"]),
+        "handle_deadline_at": iso(r["handle_deadline_at"]),
+        "title": r["title"],
+        "lon": r["lon"],
+        "lat": r["lat"],
+        "sources": list(r["sources"] or ()),
+    }
+
+
 def snapshots(conn: Connection, case_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
     """The state each delta carries: enough for a live map and for every source's write-back."""
-    out: dict[int, dict[str, Any]] = {}
-    for r in conn.execute(_SNAPSHOT_SQL, {"ids": sorted(set(case_ids))}).mappings():
-        out[r["id"]] = {
-            "status": r["status"],
-            "category": r["category"],
-            "category_group": r["category_group"],
-            "priority": r["priority"],
-            "unit": r["unit_code"],
-            "street": r["street_code"],
-            "community": r["community_code"],
-            "grid": r["grid_code"],
-            "attention": r["attention"],
-            "merged_into": r["merged_into"],
-            "possible_duplicate_of": r["possible_duplicate_of"],
-            "deadline_kind": r["deadline_kind"],
-            "deadline_at": iso(r["deadline_at"]),
-            "handle_deadline_at": iso(r["handle_deadline_at"]),
-            "title": r["title"],
-            "lon": r["lon"],
-            "lat": r["lat"],
-            "sources": list(r["sources"]),
-        }
-    return out
+    return {
+        r["id"]: case_state(r) for r in conn.execute(_SNAPSHOT_SQL, {"ids": sorted(set(case_ids))}).mappings()
+    }

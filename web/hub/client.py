@@ -54,6 +54,17 @@ class Client:
         if not self._paused:
             self._wake.set()
 
+    def offer_many(self, frames: list[str]) -> None:
+        """``offer`` for several frames at once (the hub's fan-out of one poll), in order."""
+        if self.ended.done():
+            return
+        if len(self._queue) + len(frames) > self.max_queue:
+            self.end(Close.too_slow, "resync: the client fell too far behind")
+            return
+        self._queue.extend(frames)
+        if not self._paused:
+            self._wake.set()
+
     def hold(self) -> None:
         """Queue without sending (while a snapshot is being read) and forget what was queued."""
         self._paused = True

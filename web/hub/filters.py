@@ -66,6 +66,14 @@ class Subscription:
     principal: Principal
     filters: Filters = field(default_factory=Filters)
 
+    @property
+    def verdict_key(self) -> tuple[object, ...]:
+        """Everything `verdict` reads: subscriptions with equal keys get the same verdict for every
+        delta (a street's operators, one unit's staff), so the hub decides once per key, not per
+        client. Not the account or session: scope, not identity, decides what a client sees."""
+        p = self.principal
+        return (p.role, p.scope, self.filters)
+
     def route_streets(self) -> frozenset[str] | None:
         """The streets whose deltas may concern this subscription (None: any street, or none at all).
 

@@ -52,6 +52,16 @@ class HubStats:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(eq=False, slots=True)
+class _Group:
+    """The clients whose subscriptions share a verdict key; ``sub`` is any one of them (same
+    verdicts). ``pending``: this poll's frames for them, in seq order, handed over at its end."""
+
+    sub: Subscription
+    clients: set[Client]
+    pending: list[str] = field(default_factory=list)
+
+
 class Hub:
     def __init__(
         self,
@@ -80,8 +90,15 @@ class Hub:
         self.stats = HubStats()
         self.clients: set[Client] = set()
         self.ready = asyncio.Event()  # set once the consumer holds every partition of both topics
-        self._by_street: defaultdict[str, set[Client]] = defaultdict(set)
-        self._anywhere: set[Client] = set()
+        # The routing index: street (or anywhere) → verdict key → the clients sharing it. The
+        # fan-out decides once per group and only walks the members of groups that receive a
+        # delta: its cost follows deliveries, not connected clients (see `Subscription.verdict_key`).
+        # Routing also goes through the groups (one object per key, shared by the streets it is
+        # routed under), so one poll's frames reach each member in one `Client.offer_many`.
+        self._groups: dict[tuple[object, ...], _Group] = {}
+        self._by_street: defaultdict[str, dict[tuple[object, ...], _Group]] = defaultdict(dict)
+        self._anywhere: dict[tuple[object, ...], _Group] = {}
+        self._touched: list[_Group] = []  # groups with pending frames
         self._position_clients: set[Client] = set()
         self._seen: deque[int] = deque()
         self._seen_set: set[int] = set()
@@ -109,17 +126,24 @@ class Hub:
         self._unroute(client)
 
     def _unroute(self, client: Client) -> None:
-        if client.sub is not None:
-            streets = client.sub.route_streets()
-            if streets is None:
-                self._anywhere.discard(client)
-            else:
-                for s in streets:
-                    group = self._by_street.get(s)
-                    if group is not None:
-                        group.discard(client)
-                        if not group:
-                            del self._by_street[s]
+        sub = client.sub
+        if sub is not None:
+            key = sub.verdict_key
+            group = self._groups.get(key)
+            if group is not None:
+                group.clients.discard(client)
+                if not group.clients:
+                    del self._groups[key]
+                    streets = sub.route_streets()
+                    if streets is None:
+                        self._anywhere.pop(key, None)
+                    else:
+                        for s in streets:
+                            routed = self._by_street.get(s)
+                            if routed is not None:
+                                routed.pop(key, None)
+                                if not routed:
+                                    del self._by_street[s]
         self._position_clients.discard(client)
 
     def subscribe(self, client: Client, sub: Subscription) -> int:
@@ -130,12 +154,17 @@ class Hub:
         """
         self._unroute(client)
         client.sub = sub
-        streets = sub.route_streets()
-        if streets is None:
-            self._anywhere.add(client)
-        else:
-            for s in streets:
-                self._by_street[s].add(client)
+        key = sub.verdict_key
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group(sub, set())
+            streets = sub.route_streets()
+            if streets is None:
+                self._anywhere[key] = group
+            else:
+                for s in streets:
+                    self._by_street[s][key] = group
+        group.clients.add(client)
         if sub.filters.positions:
             self._position_clients.add(client)
         return self.seq
@@ -163,13 +192,26 @@ class Hub:
 
     def ingest(self, records: list[Record]) -> None:
         topics = self.rt.topics
-        for r in records:
-            if r.timestamp_ms < self._history_before_ms:
-                self.stats.skipped_history += 1
-            elif r.topic == topics.cases:
-                self._case_delta(r)
-            elif r.topic == topics.positions:
-                self._position(r)
+        try:
+            for r in records:
+                if r.timestamp_ms < self._history_before_ms:
+                    self.stats.skipped_history += 1
+                elif r.topic == topics.cases:
+                    self._case_delta(r)
+                elif r.topic == topics.positions:
+                    self._flush()  # keep the order of the bus: deltas before this fix go first
+                    self._position(r)
+        finally:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Hand each group's pending frames to its members: one call per client per poll, not
+        one per delivery (a leader gets every delta of the poll at once)."""
+        for group in self._touched:
+            frames, group.pending = group.pending, []
+            for c in group.clients:
+                c.offer_many(frames)
+        self._touched.clear()
 
     def _case_delta(self, r: Record) -> None:
         try:
@@ -191,15 +233,15 @@ class Hub:
         self.ring.append(entry)
         self.stats.consumed += 1
         street = delta.get("street")
-        groups = (self._by_street.get(street, ()), self._anywhere) if street else (self._anywhere,)
-        for group in groups:
-            for c in group:
-                assert c.sub is not None
-                v = c.sub.verdict(delta, entry.view)
-                if v is Verdict.SEND:
-                    c.offer(entry.frame)
-                elif v is Verdict.LEAVE:
-                    c.offer(entry.leave_frame)
+        by_street = self._by_street.get(street) if street else None
+        for groups in (by_street, self._anywhere) if by_street else (self._anywhere,):
+            for group in groups.values():
+                v = group.sub.verdict(delta, entry.view)
+                if v is Verdict.NONE:
+                    continue
+                if not group.pending:
+                    self._touched.append(group)
+                group.pending.append(entry.frame if v is Verdict.SEND else entry.leave_frame)
 
     def _position(self, r: Record) -> None:
         try:

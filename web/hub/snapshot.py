@@ -13,11 +13,11 @@ highest ``delta_id`` per case and drop anything not above it, which also drops t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, literal_column, select, text
 
+from dispatch.store.effects import case_state, iso
 from dispatch.store.models import Case, CaseSource
 from web.hub.filters import Subscription
 
@@ -38,10 +38,6 @@ class Snapshot:
     cases: list[dict[str, Any]]
     truncated: bool
     tombstones: dict[int, int]  # case id → watermark, for recent cases not in ``cases``
-
-
-def _iso(t: datetime | None) -> str | None:
-    return t.isoformat() if t is not None else None
 
 
 def load_snapshot(engine: Engine, sub: Subscription, *, limit: int, cases_topic: str) -> Snapshot:
@@ -107,26 +103,10 @@ def load_snapshot(engine: Engine, sub: Subscription, *, limit: int, cases_topic:
         {
             "case_id": r["id"],
             "delta_id": marks.get(r["id"], 0),
-            "status": r["status"],
-            "category": r["category"],
-            "category_group": r["category_group"],
-            "priority": r["priority"],
-            "unit": r["unit_code"],
-            "street": r["street_code"],
-            "community": r["community_code"],
-            "grid": r["grid_code"],
-            "attention": r["attention"],
-            "merged_into": r["merged_into"],
-            "possible_duplicate_of": r["possible_duplicate_of"],
-            "deadline_kind": r["deadline_kind"],
-            "deadline_at": _iso(r["deadline_at"]),
-            "handle_deadline_at": _iso(r["handle_deadline_at"]),
-            "title": r["title"],
+            **case_state(r),
+            # Not in deltas: the panel shows them, so the snapshot saves it one request per case.
             "address": r["address"],
-            "reported_at": _iso(r["reported_at"]),
-            "lon": r["lon"],
-            "lat": r["lat"],
-            "sources": list(r["sources"] or ()),
+            "reported_at": iso(r["reported_at"]),
         }
         for r in rows
     ]
