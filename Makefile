@@ -37,7 +37,7 @@ demo: venv frontend mobile
 	  $(YOUHU) worker & pids="$$pids $$!"; \
 	  $(YOUHU) connector run & pids="$$pids $$!"; \
 	fi; \
-	echo "Youhu 有呼必应: http://127.0.0.1:$(YOUHU_PORT)/docs  (health: /health)"; \
+	echo "Youhu 有呼必应: command center http://127.0.0.1:$(YOUHU_PORT)/ · inspector app /m/ · API /docs · /health"; \
 	$(YOUHU) serve --port $(YOUHU_PORT)
 
 ## make test: lint, type-check and the whole suite on the real PostGIS and Kafka

@@ -357,6 +357,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
 
 def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # kafka-python narrates every metadata refresh and connection at INFO: keep its warnings only.
+    logging.getLogger("kafka").setLevel(logging.WARNING)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -24,20 +25,34 @@ log = logging.getLogger(__name__)
 RELAY_LOCK_KEY = 0x596F7568_52656C79
 DELTA_ID_HEADER = "youhu.delta.id"
 
-_FETCH = text("SELECT id, topic, key, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT :n")
+# Only this deployment's topics: rows written under another topic prefix (a test or a renamed
+# deployment on the same database) would otherwise block the head of the queue forever.
+_FETCH = text(
+    "SELECT id, topic, key, payload FROM outbox WHERE published_at IS NULL AND topic = ANY(:topics) "
+    "ORDER BY id LIMIT :n"
+)
+_FOREIGN = text(
+    "SELECT topic, count(*) FROM outbox WHERE published_at IS NULL AND topic <> ALL(:topics) GROUP BY 1"
+)
 _MARK = text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)")
 
 
 class OutboxRelay:
-    def __init__(self, engine: Engine, bus: Bus, *, batch: int = 2000) -> None:
+    def __init__(self, engine: Engine, bus: Bus, topics: Sequence[str], *, batch: int = 2000) -> None:
         self.engine = engine
         self.bus = bus
+        self.topics = list(topics)
         self.batch = batch
         self.published = 0
 
     def _fetch(self) -> list[Any]:
         with self.engine.connect() as conn:
-            return list(conn.execute(_FETCH, {"n": self.batch}))
+            return list(conn.execute(_FETCH, {"n": self.batch, "topics": self.topics}))
+
+    def foreign_backlog(self) -> dict[str, int]:
+        """Unpublished rows for topics this relay does not serve (logged when it takes over)."""
+        with self.engine.connect() as conn:
+            return {r[0]: int(r[1]) for r in conn.execute(_FOREIGN, {"topics": self.topics})}
 
     def _mark(self, ids: list[int]) -> None:
         with self.engine.begin() as conn:
@@ -77,6 +92,10 @@ class OutboxRelay:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(stop.wait(), standby_s)
                         continue
+                    if foreign := await asyncio.to_thread(self.foreign_backlog):
+                        log.warning(
+                            "outbox rows for topics this deployment does not serve, left alone: %s", foreign
+                        )
                     try:
                         while not stop.is_set():
                             if await self.publish_once() == 0:

@@ -52,7 +52,7 @@ class Runtime:
         )
 
     def relay(self) -> OutboxRelay:
-        return OutboxRelay(self.engine, self.bus)
+        return OutboxRelay(self.engine, self.bus, [self.topics.cases])
 
     def watcher(self, context: ContextLoader | None = None) -> DeadlineWatcher:
         return DeadlineWatcher(self.engine, context or self.context_loader(), self.topics.cases)

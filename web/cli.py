@@ -53,9 +53,18 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             youhu_url=args.youhu_url,
             secrets={s: webhook_secret(settings, s) for s in sources} if args.youhu_url else {},
             seed=args.seed,
+            first_seq=_seconds_since_local_midnight(),
         )
     )
     return 0
+
+
+def _seconds_since_local_midnight() -> int:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    now = datetime.now(ZoneInfo("Asia/Shanghai"))
+    return now.hour * 3600 + now.minute * 60 + now.second
 
 
 def build() -> argparse.ArgumentParser:

@@ -94,6 +94,7 @@ def create_simulator(
     seed: int = 0,
     strict_records: bool = False,
     shared: deque[Problem] | None = None,
+    first_seq: int = 0,
 ) -> FastAPI:
     """The simulated ``source`` system. ``rate_per_minute`` > 0 emits on its own (daily rhythm);
     ``youhu_url`` + ``webhook_secret``: emitted records are also pushed by signed webhook.
@@ -109,7 +110,7 @@ def create_simulator(
     def gen() -> RecordGenerator:
         nonlocal generator
         if generator is None:
-            generator = RecordGenerator(source, huadu(), seed=seed, shared=shared)
+            generator = RecordGenerator(source, huadu(), seed=seed, shared=shared, first_seq=first_seq)
         return generator
 
     async def push(client: httpx.AsyncClient | None, records: list[dict[str, Any]]) -> None:

@@ -91,6 +91,7 @@ class RecordGenerator:
         seed: int = 0,
         taxonomy: Taxonomy | None = None,
         shared: deque[Problem] | None = None,
+        first_seq: int = 0,
     ) -> None:
         if source not in SOURCES:
             raise KeyError(f"unknown source {source!r}; known: {', '.join(SOURCES)}")
@@ -100,7 +101,7 @@ class RecordGenerator:
         self.taxonomy = taxonomy or default_taxonomy()
         self.codes: list[NativeCategory] = list(self.taxonomy.native_codes(source).values())
         self.shared: deque[Problem] = shared if shared is not None else deque(maxlen=200)
-        self.seq = 0
+        self.seq = first_seq  # a real system never reissues a number: a restart continues after it
         self.malformed = 0
         self.duplicates = 0
 

@@ -54,8 +54,11 @@ async def run_simulators(
     youhu_url: str | None,
     secrets: dict[str, bytes],
     seed: int = 0,
+    first_seq: int = 0,
 ) -> None:
-    """Serve every simulator until SIGINT/SIGTERM."""
+    """Serve every simulator until SIGINT/SIGTERM. ``first_seq``: where the record numbers of
+    today continue (the CLI passes the seconds since local midnight, so a restarted demo never
+    reissues a number an earlier run used today — at up to one record per second and source)."""
     shared: deque[Problem] = deque(maxlen=300)  # one district: the systems see the same problems
     servers = []
     for s in sources:
@@ -66,6 +69,7 @@ async def run_simulators(
             rate_per_minute=rate_per_minute,
             seed=seed,
             shared=shared,
+            first_seq=first_seq,
         )
         config = uvicorn.Config(app, host=host, port=base_port + SOURCES.index(s), log_level="warning")
         servers.append(_Server(config))
