@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,6 +23,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from dispatch.bus.port import Message, Record
 
 log = logging.getLogger(__name__)
+EMPTY_ASSIGNMENT_REJOIN_S = 8.0
 
 
 class KafkaBus:
@@ -142,6 +144,7 @@ class KafkaBusConsumer:
         }
         self._topics = list(topics)
         self._consumer: KafkaConsumer | None = None
+        self._empty_since: float | None = None
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
@@ -158,6 +161,7 @@ class KafkaBusConsumer:
 
         def fetch() -> list[Record]:
             batches = consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+            self._heal_empty_assignment(consumer)
             out: list[Record] = []
             for tp, recs in batches.items():
                 for r in recs:
@@ -176,6 +180,29 @@ class KafkaBusConsumer:
 
         result: list[Record] = await self._run(fetch)
         return result
+
+    def _heal_empty_assignment(self, consumer: KafkaConsumer) -> None:
+        """Rejoin when this member has owned nothing for a while.
+
+        kafka-python can join its group before the broker's metadata names a just-created topic;
+        the assignment is then empty and can stay so for minutes. With our partition counts
+        (8 per topic, a handful of members) an empty assignment is never the steady state, so a
+        member that owns nothing for `EMPTY_ASSIGNMENT_REJOIN_S` leaves and joins again."""
+        if consumer.assignment():
+            self._empty_since = None
+            return
+        now = time.monotonic()
+        if self._empty_since is None:
+            self._empty_since = now
+        elif now - self._empty_since > EMPTY_ASSIGNMENT_REJOIN_S:
+            log.warning(
+                "consumer %s owns no partition of %s: rejoining the group",
+                self._config["group_id"],
+                self._topics,
+            )
+            consumer.unsubscribe()
+            consumer.subscribe(self._topics)
+            self._empty_since = None
 
     async def commit(self, records: Sequence[Record]) -> bool:
         consumer = self._consumer
