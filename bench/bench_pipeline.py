@@ -124,11 +124,12 @@ def _ratio(r: float) -> float | None:
     return round(r, 2) if abs(r) >= 0.1 else float(f"{r:.2g}")
 
 
-def _emit(metric: str, value: float, unit: str, baseline: str, base_value: float) -> str:
+def bench_line(bench: str, metric: str, value: float, unit: str, baseline: str, base_value: float) -> str:
+    """One JSON line of a benchmark's result (the format every `make bench-*` ends with)."""
     ratio = value / base_value if base_value and math.isfinite(base_value) else float("nan")
     return json.dumps(
         {
-            "bench": "pipeline",
+            "bench": bench,
             "metric": metric,
             "value": _num(value, 3),
             "unit": unit,
@@ -137,6 +138,10 @@ def _emit(metric: str, value: float, unit: str, baseline: str, base_value: float
             "ratio": _ratio(ratio),
         }
     )
+
+
+def _emit(metric: str, value: float, unit: str, baseline: str, base_value: float) -> str:
+    return bench_line("pipeline", metric, value, unit, baseline, base_value)
 
 
 # ---- services and databases --------------------------------------------------------------------

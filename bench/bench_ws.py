@@ -62,8 +62,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
-import math
 import os
 import queue
 import re
@@ -84,7 +82,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from bench_pipeline import _cpu_s, _deploy, _drop_database, _fresh_database, _machine_busy_s, _num, _ratio
+from bench_pipeline import _cpu_s, _deploy, _drop_database, _fresh_database, _machine_busy_s, bench_line
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
@@ -121,18 +119,7 @@ def say(msg: str) -> None:
 
 
 def _emit(metric: str, value: float, unit: str, baseline: str, base_value: float) -> str:
-    ratio = value / base_value if base_value and math.isfinite(base_value) else float("nan")
-    return json.dumps(
-        {
-            "bench": "ws",
-            "metric": metric,
-            "value": _num(value, 3),
-            "unit": unit,
-            "baseline": baseline,
-            "baseline_value": _num(base_value, 3),
-            "ratio": _ratio(ratio),
-        }
-    )
+    return bench_line("ws", metric, value, unit, baseline, base_value)
 
 
 def _pct(a: np.ndarray, q: float) -> float:
