@@ -98,6 +98,11 @@ WORKERS = int(os.environ.get("BENCH_PIPELINE_WORKERS", "2"))
 KEEP_LOGS = os.environ.get("BENCH_PIPELINE_KEEP_LOGS", "0") == "1"
 KEEP_DB = os.environ.get("BENCH_PIPELINE_KEEP_DB", "0") == "1"  # for a post-mortem (EXPLAIN, counts)
 PROBE_RATE = 200.0  # plain-message round trips per second during the latency phase
+# The paced phase writes what is due every 20 ms (20 events at 1,000/s; each event's publish time
+# is still its own write). Kafka's console producer costs CPU per write, not per event: paced
+# 1,000/s, it took 0.63 of a core writing every 1 ms, 0.16 every 10 ms, 0.03 every 50 ms — on
+# this 2-core machine a 1 ms pace made the load generator, not the system, the largest user.
+PACE_TICK_S = 0.02
 WARMUP_CHUNK = 400
 DUPLICATE_SHARE = 0.05
 PROFILE = os.environ.get("BENCH_PIPELINE_PROFILE", "1") != "0"
@@ -527,7 +532,7 @@ def _pace(
             finished &= sent[j] >= min(len(wl.lines), int(seconds * rate))
         if finished:
             return
-        time.sleep(0.001)
+        time.sleep(PACE_TICK_S)
 
 
 def _wait(phase: Phase, timeout_s: float, what: str) -> bool:
@@ -630,11 +635,33 @@ def _cpu_snapshot(groups: dict[str, list[int]]) -> dict[str, float]:
     return snap
 
 
+def _cpu_report(phase: str, cpu0: dict[str, float], cpu1: dict[str, float], wall: float, events: int) -> None:
+    """Where the machine's CPU went between two snapshots (stderr)."""
+    cores = os.cpu_count() or 1
+    say(f"CPU seconds during {phase} ({wall:.1f} s wall, {cores} cores = {cores * wall:.0f} cpu-s):")
+    used = {name: cpu1[name] - cpu0[name] for name in cpu0}
+    machine = used.pop("machine busy (all processes)")
+    for name, sec in used.items():
+        say(f"  {sec:7.1f}  {name}")
+    say(
+        f"  {machine - sum(used.values()):7.1f}  anything else (kernel, other users of the machine: "
+        f"a large figure means the run was disturbed); machine busy {machine:.1f} cpu-s"
+    )
+    per_event = {k: used[k] / max(events, 1) * 1000 for k in ("workers", "postgres (all databases)")}
+    say(
+        f"  = {per_event['workers']:.2f} ms of worker CPU and "
+        f"{per_event['postgres (all databases)']:.2f} ms of PostgreSQL CPU per event"
+    )
+
+
 def _classify(query: str) -> str:
     q = " ".join(query.split())[:200]
     for needle, label in (
+        ("relay_key", "relay lock"),
+        ("SET LOCAL lock_timeout", "relay lock"),
         ("pg_advisory_xact_lock", "audit chain lock"),
         ("INSERT INTO processed_events", "insert processed_events"),
+        ("JOIN case_sources s ON", "known source records"),
         ("FROM unnest(CAST(", "duplicate candidates"),
         ("INSERT INTO cases", "insert cases"),
         ("INSERT INTO case_sources", "insert case_sources"),
@@ -968,7 +995,8 @@ def profile_stages(url: str, bootstrap: str, prefix: str, n: int, log: IO[bytes]
         stmt_total = sum(statements.values())
         say(
             f"  SQL statements (psycopg + server; transaction and relay), ms per event: "
-            f"{stmt_total / ev * 1000:.3f} in all; the rest of the transaction is Python between them:"
+            f"{stmt_total / ev * 1000:.3f} in all; "
+            "the rest of the transaction is Python and COPY between them:"
         )
         for label, sec in sorted(statements.items(), key=lambda kv: -kv[1])[:14]:
             say(f"    {sec / ev * 1000:7.3f}  {label}")
@@ -1169,19 +1197,7 @@ def main() -> int:
             + (f"; all committed in the database after {t_db - t0:.1f} s" if t_db else "")
         )
         say(f"database-side rate by quarter of the run (events/s): {sampler.quarters(base_count, N)}")
-        say(
-            f"CPU seconds during the throughput phase ({w1 - w0:.1f} s wall, "
-            f"{os.cpu_count()} cores = {(os.cpu_count() or 1) * (w1 - w0):.0f} cpu-s):"
-        )
-        used = {name: cpu1[name] - cpu0[name] for name in cpu0}
-        machine = used.pop("machine busy (all processes)")
-        for name, sec in used.items():
-            say(f"  {sec:7.1f}  {name}")
-        say(
-            f"  {machine - sum(used.values()):7.1f}  anything else (kernel, other users of the machine: "
-            f"a large figure means the run was disturbed); machine busy {machine:.1f} cpu-s"
-        )
-        say(f"  = {(cpu1['workers'] - cpu0['workers']) / max(done, 1) * 1000:.2f} ms of worker CPU per event")
+        _cpu_report("the throughput phase", cpu0, cpu1, w1 - w0, done)
         sampler.report()
         say(f"deltas seen: {dict(deltas.changes)}, {deltas.repeats} repeats dropped")
 
@@ -1194,6 +1210,7 @@ def main() -> int:
             probe_log.phase = Phase()
             probe_log.phase.expect(probes.ids)
         published += len(lat.ids)
+        cpu0, w0 = _cpu_snapshot(groups), time.time()
         _paced(
             [
                 (producer, lat, deltas.phase, delta_watch.lock, RATE),
@@ -1202,6 +1219,7 @@ def main() -> int:
             LATENCY_S,
         )
         ok &= _wait(deltas.phase, 120, "latency")
+        _cpu_report("the latency phase", cpu0, _cpu_snapshot(groups), time.time() - w0, len(lat.ids))
         _wait(probe_log.phase, 30, "probe")
         ms = deltas.phase.latencies_ms()
         probe_ms = probe_log.phase.latencies_ms()

@@ -53,6 +53,11 @@ shared_buffers = 256MB
 fsync = on
 wal_level = minimal
 max_wal_senders = 0
+# Checkpoints by time rather than by WAL volume: a burst of reports writes ~10 kB of WAL per
+# event, so 1GB forced a checkpoint every ~60,000 events, and the full-page images that follow
+# each one made every write after it dearer for minutes.
+max_wal_size = 4GB
+checkpoint_timeout = 15min
 CONF
   fi
   local attempt

@@ -78,6 +78,27 @@ def _json_object(raw: bytes | str, what: str) -> dict[str, Any]:
     return doc
 
 
+def _structured(doc: dict[str, Any], value: bytes) -> BaseCloudEvent:
+    """What ``JSONFormat.read`` makes of ``value``, from the document orjson already parsed.
+
+    The common form (inline JSON ``data``, an RFC 3339 ``time`` that ``datetime.fromisoformat``
+    reads) skips the SDK's second parse with the standard library and its dateutil time parsing,
+    a third of a worker's parsing time; the SDK's event class still validates the attributes.
+    Any other form is left to the SDK's own reading.
+    """
+    data, when = doc.get("data"), doc.get("time")
+    if isinstance(data, dict) and isinstance(when, str) and "data_base64" not in doc:
+        try:
+            t = datetime.fromisoformat(when)
+        except ValueError:
+            pass
+        else:
+            attrs = {k: v for k, v in doc.items() if k != "data"}
+            attrs["time"] = t
+            return CloudEvent(attrs, data)
+    return _FORMAT.read(CloudEvent, value)
+
+
 def _from_cloudevent(ce: BaseCloudEvent) -> CanonicalEvent:
     data = ce.get_data()
     if isinstance(data, bytes | str):
@@ -114,8 +135,9 @@ def parse_event(value: bytes, headers: Headers = (), *, max_bytes: int = 1_000_0
             _check_attributes(attrs)
             ce = ce_kafka.from_binary(ce_kafka.KafkaMessage(hdrs, None, value), _FORMAT, CloudEvent)
         else:  # structured mode
-            _check_attributes(_json_object(value, "a structured CloudEvent"))
-            ce = _FORMAT.read(CloudEvent, value)
+            doc = _json_object(value, "a structured CloudEvent")
+            _check_attributes(doc)
+            ce = _structured(doc, value)
     except EventRejected:
         raise
     except Exception as exc:  # the SDK's own validation errors, bad dates, bad encodings

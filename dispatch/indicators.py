@@ -54,7 +54,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any, Literal, get_args
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     Connection,
@@ -73,8 +72,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 
 from dispatch.store.models import Case, CaseSource
-
-TZ = ZoneInfo("Asia/Shanghai")
+from dispatch.working_time import CHINA_TZ
 
 Period = Literal["day", "week", "month"]
 Dimension = Literal["street", "unit", "source", "category", "group", "period"]
@@ -145,7 +143,7 @@ def _ratio(num: int, den: int) -> float | None:
 
 
 def _local_midnight(d: date) -> datetime:
-    return datetime.combine(d, time(), tzinfo=TZ)
+    return datetime.combine(d, time(), tzinfo=CHINA_TZ)
 
 
 def _check(
@@ -185,7 +183,7 @@ def compute_indicators(
     if as_of is None:
         as_of = datetime.now(UTC)
     elif as_of.tzinfo is None:
-        as_of = as_of.replace(tzinfo=TZ)
+        as_of = as_of.replace(tzinfo=CHINA_TZ)
 
     at = bindparam("as_of", as_of, type_=DateTime(timezone=True))
     closed = and_(Case.status == "closed", func.coalesce(Case.closed_at, at) <= at)
@@ -219,7 +217,8 @@ def compute_indicators(
         # Constants inlined (validated above), so the GROUP BY expression equals the selected one.
         "period": cast(
             func.date_trunc(
-                literal_column(f"'{unit}'"), func.timezone(literal_column(f"'{TZ.key}'"), Case.reported_at)
+                literal_column(f"'{unit}'"),
+                func.timezone(literal_column(f"'{CHINA_TZ.key}'"), Case.reported_at),
             ),
             Date,
         ),

@@ -1,10 +1,17 @@
 """The outbox relay: case deltas from the ``outbox`` table to ``youhu.cases.v1``.
 
-At least once, in order per case: one relay publishes at a time (a session advisory lock elects
-it; PostgreSQL releases the lock when its connection dies, so a killed relay is replaced by the
-next one that asks), rows go out in id order, and a row is marked published only after the bus
-acknowledged it. A crash between the two publishes the row again; consumers drop repeats by
-``delta_id`` (the outbox id, also in the ``youhu.delta.id`` header).
+At least once, in order per case: one relay pass publishes at a time (a transaction-scoped
+advisory lock elects it; PostgreSQL releases the lock when the pass commits or its connection
+dies, so a killed relay blocks nobody), rows go out in id order, and a row is marked published
+only after the bus acknowledged it, in the pass's transaction. A crash between the two
+publishes the row again; consumers drop repeats by ``delta_id`` (the outbox id, also in the
+``youhu.delta.id`` header).
+
+Passes are short and any process may run one. Every dispatcher runs a relay loop: a pass as
+soon as its pipeline has committed a batch (``kick``: the batch's deltas leave at once, while the
+pipeline goes on with the next batch), and otherwise every ``idle_s`` for deltas written by
+others (the web app's actions, the deadline watcher, the other dispatchers) and for rows a crash
+left unpublished.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import OperationalError
 
 from dispatch.bus.port import Bus, Message
 
@@ -35,6 +43,10 @@ _FOREIGN = text(
     "SELECT topic, count(*) FROM outbox WHERE published_at IS NULL AND topic <> ALL(:topics) GROUP BY 1"
 )
 _MARK = text("UPDATE outbox SET published_at = now() WHERE id = ANY(:ids)")
+_LOCK = text("SELECT pg_advisory_xact_lock(:relay_key)")
+_TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:relay_key)")
+_LOCK_TIMEOUT = text("SET LOCAL lock_timeout = '500ms'")
+_LOCK_NOT_AVAILABLE = "55P03"
 
 
 class OutboxRelay:
@@ -44,67 +56,110 @@ class OutboxRelay:
         self.topics = list(topics)
         self.batch = batch
         self.published = 0
+        self._kicked = asyncio.Event()
 
-    def _fetch(self) -> list[Any]:
-        with self.engine.connect() as conn:
-            return list(conn.execute(_FETCH, {"n": self.batch, "topics": self.topics}))
+    def kick(self) -> None:
+        """New rows were committed: run a pass now (called from the event loop's thread)."""
+        self._kicked.set()
 
     def foreign_backlog(self) -> dict[str, int]:
-        """Unpublished rows for topics this relay does not serve (logged when it takes over)."""
+        """Unpublished rows for topics this relay does not serve (logged once per relay)."""
         with self.engine.connect() as conn:
             return {r[0]: int(r[1]) for r in conn.execute(_FOREIGN, {"topics": self.topics})}
 
-    def _mark(self, ids: list[int]) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(_MARK, {"ids": ids})
+    def _open_pass(self, wait: bool) -> tuple[Connection, list[Any]] | None:
+        """Take the relay lock (waiting for it, or not) and read the oldest unpublished rows.
+        None when another pass holds the lock and ``wait`` is false."""
+        conn = self.engine.connect()
+        try:
+            conn.begin()
+            if wait:
+                # Bounded: a pass stuck on an unreachable broker must not stall every pipeline
+                # batch behind it; the loop publishes these rows later.
+                conn.execute(_LOCK_TIMEOUT)
+                try:
+                    conn.execute(_LOCK, {"relay_key": RELAY_LOCK_KEY})
+                except OperationalError as exc:
+                    if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+                        raise
+                    conn.rollback()
+                    conn.close()
+                    return None
+            elif not conn.execute(_TRY_LOCK, {"relay_key": RELAY_LOCK_KEY}).scalar():
+                conn.rollback()
+                conn.close()
+                return None
+            return conn, list(conn.execute(_FETCH, {"n": self.batch, "topics": self.topics}))
+        except BaseException:
+            conn.close()
+            raise
 
-    async def publish_once(self) -> int:
-        """Publish the oldest unpublished deltas; how many went out."""
-        rows = await asyncio.to_thread(self._fetch)
-        if not rows:
+    @staticmethod
+    def _close_pass(conn: Connection, ids: list[int]) -> None:
+        try:
+            if ids:
+                conn.execute(_MARK, {"ids": ids})
+            conn.commit()
+        finally:
+            conn.close()
+
+    async def publish_once(self, *, wait: bool = True) -> int:
+        """One pass: publish the oldest unpublished deltas; how many went out. 0 also when another
+        pass holds the lock (at once when ``wait`` is false, after half a second otherwise)."""
+        opened = await asyncio.to_thread(self._open_pass, wait)
+        if opened is None:
             return 0
-        by_topic: dict[str, list[Message]] = defaultdict(list)
-        for r in rows:
-            value = orjson.dumps({**r.payload, "delta_id": r.id})
-            by_topic[r.topic].append(
-                Message(
-                    value=value,
-                    key=bytes(r.key) if r.key else None,
-                    headers=((DELTA_ID_HEADER, str(r.id).encode()),),
+        conn, rows = opened
+        try:
+            by_topic: dict[str, list[Message]] = defaultdict(list)
+            for r in rows:
+                value = orjson.dumps({**r.payload, "delta_id": r.id})
+                by_topic[r.topic].append(
+                    Message(
+                        value=value,
+                        key=bytes(r.key) if r.key else None,
+                        headers=((DELTA_ID_HEADER, str(r.id).encode()),),
+                    )
                 )
-            )
-        for topic, messages in by_topic.items():
-            await self.bus.publish(topic, messages)
-        await asyncio.to_thread(self._mark, [r.id for r in rows])
+            for topic, messages in by_topic.items():
+                await self.bus.publish(topic, messages)
+        except BaseException:
+            await asyncio.to_thread(conn.close)  # rolls back: the rows stay unpublished
+            raise
+        await asyncio.to_thread(self._close_pass, conn, [r.id for r in rows])
         self.published += len(rows)
         return len(rows)
 
-    async def run(self, stop: asyncio.Event, *, idle_s: float = 0.05, standby_s: float = 1.0) -> None:
-        """Relay until ``stop``; only the lock holder publishes, the others stand by."""
-        while not stop.is_set():
-            try:
-                with self.engine.connect() as lock_conn:
-                    got = lock_conn.execute(
-                        text("SELECT pg_try_advisory_lock(:k)"), {"k": RELAY_LOCK_KEY}
-                    ).scalar()
-                    lock_conn.commit()
-                    if not got:
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(stop.wait(), standby_s)
-                        continue
-                    if foreign := await asyncio.to_thread(self.foreign_backlog):
-                        log.warning(
-                            "outbox rows for topics this deployment does not serve, left alone: %s", foreign
-                        )
-                    try:
-                        while not stop.is_set():
-                            if await self.publish_once() == 0:
-                                with contextlib.suppress(TimeoutError):
-                                    await asyncio.wait_for(stop.wait(), idle_s)
-                    finally:
-                        lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": RELAY_LOCK_KEY})
-                        lock_conn.commit()
-            except Exception:
-                log.exception("outbox relay failed; retrying")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), standby_s)
+    async def publish_pending(self) -> int:
+        """Passes until nothing is left."""
+        total = 0
+        while n := await self.publish_once(wait=True):
+            total += n
+            if n < self.batch:
+                break
+        return total
+
+    async def run(self, stop: asyncio.Event, *, idle_s: float = 0.05, retry_s: float = 1.0) -> None:
+        """Until ``stop``: a pass when kicked (waiting for the lock: the rows of the kick must go
+        out now) or every ``idle_s`` (not waiting: whoever holds the lock publishes them)."""
+        if foreign := await asyncio.to_thread(self.foreign_backlog):
+            log.warning("outbox rows for topics this deployment does not serve, left alone: %s", foreign)
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                kicked = self._kicked.is_set()
+                self._kicked.clear()
+                try:
+                    if await self.publish_once(wait=kicked) == self.batch:
+                        continue  # more waiting: no pause
+                except Exception:
+                    log.exception("outbox relay pass failed; retrying")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), retry_s)
+                    continue
+                if not self._kicked.is_set():
+                    kick = asyncio.ensure_future(self._kicked.wait())
+                    await asyncio.wait({kick, stopping}, timeout=idle_s, return_when=asyncio.FIRST_COMPLETED)
+                    kick.cancel()
+        finally:
+            stopping.cancel()

@@ -18,13 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, text, tuple_
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Connection, Engine, text
 
 from dispatch.bus.port import Bus, Consumer, Message, Record
 from dispatch.bus.topics import Topics
@@ -33,8 +32,9 @@ from dispatch.deadletter import dead_letter
 from dispatch.duplicates import Candidate, Match, Verdict, best_match
 from dispatch.events import CanonicalEvent, EventRejected, parse_event
 from dispatch.intake import Attention, LocationStatus, Plan, plan_batch
+from dispatch.store.bulk import JsonText, copy_dicts
 from dispatch.store.effects import Effects
-from dispatch.store.models import Case, CaseSource, ProcessedEvent
+from dispatch.store.models import Case, CaseSource
 
 log = logging.getLogger(__name__)
 PIPELINE_ACTOR = "system:pipeline"
@@ -77,6 +77,7 @@ class Pipeline:
         batch_size: int = 500,
         max_event_bytes: int = 1_000_000,
         context: ContextLoader | None = None,
+        after_commit: Callable[[], object] | None = None,
     ) -> None:
         self.context = context or ContextLoader()
         self.engine = engine
@@ -86,6 +87,9 @@ class Pipeline:
         self.batch_size = batch_size
         self.max_event_bytes = max_event_bytes
         self.stats = PipelineStats()
+        # Called after each database commit that wrote something (the runtime passes the outbox
+        # relay's kick, so the batch's deltas leave at once rather than at the relay's next look).
+        self.after_commit = after_commit
 
     async def run(self, stop: asyncio.Event, *, idle_poll_s: float = 0.5, retry_s: float = 1.0) -> None:
         """Consume until ``stop`` is set.
@@ -102,7 +106,8 @@ class Pipeline:
                 while not stop.is_set():
                     records = await consumer.poll(self.batch_size, idle_poll_s)
                     if records:
-                        self.stats.add(await self.process(records, consumer))
+                        result = await self.process(records, consumer)
+                        self.stats.add(result)
                         failures = 0
             except Exception:
                 failures += 1
@@ -139,6 +144,8 @@ class Pipeline:
         if accepted:
             fresh, new_ids = await asyncio.to_thread(self._record, accepted)
             result.accepted, result.repeats, result.case_ids = fresh, len(accepted) - fresh, new_ids
+            if fresh and self.after_commit is not None:
+                self.after_commit()  # before the offset commit's round trip: deltas first
         if consumer is not None:
             await consumer.commit(records)
         return result
@@ -152,10 +159,7 @@ class Pipeline:
         ctx = self.context.current(self.engine)
         with self.engine.begin() as conn:
             fresh_keys = conn.execute(
-                pg_insert(ProcessedEvent)
-                .values([{"source": s, "event_id": i} for s, i in unique])
-                .on_conflict_do_nothing()
-                .returning(ProcessedEvent.source, ProcessedEvent.event_id)
+                _LEDGER_SQL, {"src": [s for s, _ in unique], "ids": [i for _, i in unique]}
             ).all()
             fresh = [unique[(s, i)] for s, i in fresh_keys]
             new_case_ids: list[int] = []
@@ -174,9 +178,8 @@ class Pipeline:
         known: dict[tuple[str, str], int] = {
             (s, r): cid
             for s, r, cid in conn.execute(
-                select(CaseSource.source_system, CaseSource.source_record_id, CaseSource.case_id).where(
-                    tuple_(CaseSource.source_system, CaseSource.source_record_id).in_(list(record_keys))
-                )
+                _KNOWN_RECORDS_SQL,
+                {"sys": [s for s, _ in record_keys], "rec": [r for _, r in record_keys]},
             )
         }
         creating: dict[tuple[str, str], CanonicalEvent] = {}
@@ -190,17 +193,21 @@ class Pipeline:
             firsts = list(creating.values())
             plans = plan_batch(firsts, ctx, fx.at)
             version = ctx.matrix.version if ctx.matrix else None
-            # Ids reserved in one query, then a plain pipelined executemany: much cheaper than
-            # one giant INSERT … RETURNING for the driver to build and parse on every batch.
+            # Ids reserved in one query, then the rows by COPY: much cheaper than one giant
+            # INSERT … RETURNING (or an executemany) for the driver to build on every batch.
             new_ids = list(conn.scalars(_RESERVE_CASE_IDS, {"n": len(plans)}))
-            conn.execute(
-                insert(Case),
-                [{"id": cid, **p.case_row(fx.at, version)} for p, cid in zip(plans, new_ids, strict=True)],
+            copy_dicts(
+                conn,
+                Case,
+                [
+                    {"id": cid, "version": 1, **p.case_row(fx.at, version)}
+                    for p, cid in zip(plans, new_ids, strict=True)
+                ],
             )
             known.update(zip(creating, new_ids, strict=True))
             opened = {id(e) for e in firsts}
-            conn.execute(
-                insert(CaseSource), [_source_row(e, cid) for e, cid in zip(firsts, new_ids, strict=True)]
+            copy_dicts(
+                conn, CaseSource, [_source_row(e, cid) for e, cid in zip(firsts, new_ids, strict=True)]
             )
             verdicts = self._find_duplicates(conn, plans, new_ids)
             for p, cid in zip(plans, new_ids, strict=True):
@@ -366,6 +373,23 @@ class Pipeline:
         return verdicts
 
 
+# Both statements take the batch as two arrays: one plan for any batch size, where a VALUES list
+# or an IN list of tuples is a new statement for SQLAlchemy to build and PostgreSQL to plan.
+_LEDGER_SQL = text(
+    """
+    INSERT INTO processed_events (source, event_id)
+    SELECT * FROM unnest(CAST(:src AS text[]), CAST(:ids AS text[]))
+    ON CONFLICT DO NOTHING
+    RETURNING source, event_id
+    """
+)
+_KNOWN_RECORDS_SQL = text(
+    """
+    SELECT s.source_system, s.source_record_id, s.case_id
+    FROM unnest(CAST(:sys AS text[]), CAST(:rec AS text[])) AS k(sys, rec)
+    JOIN case_sources s ON s.source_system = k.sys AND s.source_record_id = k.rec
+    """
+)
 _RESERVE_CASE_IDS = text(
     "SELECT nextval(pg_get_serial_sequence('cases', 'id')) FROM generate_series(1, :n) ORDER BY 1"
 )
@@ -437,5 +461,5 @@ def _source_row(e: CanonicalEvent, case_id: int) -> dict[str, Any]:
         "event_source": e.source,
         "event_id": e.id,
         "source_category": e.data.source_category.code,
-        "payload": e.data.model_dump(mode="json", exclude_none=True),
+        "payload": JsonText(e.data.model_dump_json(exclude_none=True)),
     }

@@ -39,8 +39,9 @@ class Runtime:
             auto_dispatch=s.auto_dispatch,
         )
 
-    def pipeline(self) -> Pipeline:
-        """A dispatcher pipeline configured from these settings."""
+    def pipeline(self, relay: OutboxRelay | None = None) -> Pipeline:
+        """A dispatcher pipeline configured from these settings (kicking ``relay`` after each
+        batch it commits, when given)."""
         return Pipeline(
             self.engine,
             self.bus,
@@ -49,6 +50,7 @@ class Runtime:
             batch_size=self.settings.batch_size,
             max_event_bytes=self.settings.max_event_bytes,
             context=self.context_loader(),
+            after_commit=relay.kick if relay is not None else None,
         )
 
     def relay(self) -> OutboxRelay:
@@ -59,7 +61,8 @@ class Runtime:
 
     async def run_dispatcher(self, stop: asyncio.Event, *, idle_poll_s: float = 0.5) -> Pipeline:
         """The dispatcher's three loops until ``stop``: pipeline, outbox relay, deadline watcher."""
-        pipeline = self.pipeline()
+        relay = self.relay()
+        pipeline = self.pipeline(relay)
         # Build the grid index and the rules before the first poll, then move every long-lived
         # object (the index alone is millions) out of the collector's sight: otherwise each full
         # collection walks them all again, which cost ~0.4 ms per event in the benchmark.
@@ -72,7 +75,7 @@ class Runtime:
         s = self.settings
         tasks = [
             asyncio.create_task(pipeline.run(stop, idle_poll_s=idle_poll_s), name="pipeline"),
-            asyncio.create_task(self.relay().run(stop, idle_s=s.relay_interval_s), name="outbox-relay"),
+            asyncio.create_task(relay.run(stop, idle_s=s.relay_interval_s), name="outbox-relay"),
             asyncio.create_task(
                 self.watcher(pipeline.context).run(stop, interval_s=s.watch_interval_s),
                 name="deadline-watcher",

@@ -77,6 +77,9 @@ class OfficeHours:
         )
 
 
+_MEMO_SIZE = 4096
+
+
 @dataclass(frozen=True)
 class Deadline:
     at: datetime
@@ -96,6 +99,10 @@ class WorkCalendar:
         self.policy = policy
         self.office = office or OfficeHours()
         self.tz = tz
+        # A batch of the pipeline dispatches hundreds of cases at the same instant with a handful
+        # of limits: the same few walks over the calendar. The table, the policy and the hours
+        # are fixed for this object's life, so an answer never goes stale.
+        self._memo: dict[tuple[datetime, float, DeadlineUnit], Deadline] = {}
 
     def is_workday(self, d: date, assumed: set[int] | None = None) -> bool:
         if d.year not in self.table.known_years:
@@ -116,10 +123,16 @@ class WorkCalendar:
             raise ValueError("a limit cannot be negative")
         if unit is DeadlineUnit.hours:
             return Deadline(start + timedelta(hours=amount))
+        key = (start, amount, unit)
+        if (hit := self._memo.get(key)) is not None:
+            return hit
         hours = amount if unit is DeadlineUnit.workhours else amount * self.office.hours_per_day
         assumed: set[int] = set()
         at = self._add_work_seconds(start.astimezone(self.tz), hours * 3600, assumed)
-        return Deadline(at, frozenset(assumed))
+        if len(self._memo) >= _MEMO_SIZE:
+            self._memo.clear()
+        self._memo[key] = result = Deadline(at, frozenset(assumed))
+        return result
 
     def _add_work_seconds(self, t: datetime, seconds: float, assumed: set[int]) -> datetime:
         # Walk office intervals forward from t; a start outside office hours begins counting at the

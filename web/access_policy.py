@@ -120,6 +120,11 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/tiles/{layer}/{z}/{x}/{y}.mvt"): need(Permission.cases_read),
     ("GET", "/api/v1/center/config"): ANY_USER,
     ("GET", "/api/v1/center/indicators.xlsx"): need(Permission.indicators_read),
+    # the heat map counts cases per cell with case_filter, like the `cases` tiles: whoever reads
+    # cases sees where their own cases are (inspectors included); the report is the indicators'
+    ("GET", "/api/v1/center/heat"): need(Permission.cases_read),
+    ("GET", "/api/v1/center/report"): need(Permission.indicators_read),
+    ("GET", "/api/v1/center/report.xlsx"): need(Permission.indicators_read),
     # the inspector app (issue 8, web/mobile_api.py, web/geo_api.py, web/positions_api.py): nearby
     # cases, supplements and tasks are scoped with case_filter in the routes; positions are the
     # caller's own; reverse geocoding only names public areas

@@ -32,6 +32,7 @@ from web.connectors_api import router as connectors_router
 from web.deliveries_api import router as deliveries_router
 from web.deps import RT
 from web.geo_api import router as geo_router
+from web.heatmap_api import router as heatmap_router
 from web.hub import router as live_router
 from web.hub import start_hub
 from web.indicators_api import router as indicators_router
@@ -42,6 +43,7 @@ from web.mobile_api import router as mobile_router
 from web.open311_api import router as open311_router
 from web.personal_data_api import router as personal_data_router
 from web.positions_api import router as positions_router
+from web.report_api import router as report_router
 from web.schemas import HealthOut
 from web.tiles_api import router as tiles_router
 from web.uploads_api import router as uploads_router
@@ -95,6 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(live_router)
     app.include_router(tiles_router)
     app.include_router(center_router)
+    app.include_router(heatmap_router)  # the map's heat layer (web/heatmap_api.py)
+    app.include_router(report_router)  # daily/monthly report page and its XLSX (web/report_api.py)
     app.include_router(connectors_router)
     app.include_router(deliveries_router)
     app.include_router(ingest_router)  # CloudEvents over HTTP (web/ingest_api.py)

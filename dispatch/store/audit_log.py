@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, text
+from sqlalchemy import Connection, select, text
 
 from dispatch.audit import GENESIS, AuditRecord, entry_hash
+from dispatch.store.bulk import copy_dicts
 from dispatch.store.models import AuditEntry
 
 # pg_advisory_xact_lock key of the audit chain ("youhu" + "audit" in a bigint).
@@ -58,7 +59,7 @@ def append(conn: Connection, drafts: Sequence[AuditDraft], *, at: datetime | Non
             }
         )
         prev = h
-    conn.execute(insert(AuditEntry), rows)
+    copy_dicts(conn, AuditEntry, rows)
     return seq
 
 

@@ -2,7 +2,7 @@
 
 Everything that changes a case (the pipeline, an operator's action, the deadline watcher)
 collects its effects here and flushes them in the transaction that made the change: the
-timeline and the outbox by bulk insert, the audit chain last (it holds the chain's lock until
+timeline and the outbox by COPY, the audit chain last (it holds the chain's lock until
 commit, so the shorter that tail the better).
 """
 
@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, insert, text
+from sqlalchemy import Connection, RowMapping, text
 
 from dispatch.store import audit_log
 from dispatch.store.audit_log import AuditDraft
+from dispatch.store.bulk import copy_dicts, copy_rows
 from dispatch.store.models import OutboxMessage, TimelineEntry
 
 
@@ -80,20 +81,21 @@ class Effects:
         self.changes.append((case_id, change, extra))
 
     def flush(self, conn: Connection) -> None:
-        if self.timeline:
-            conn.execute(insert(TimelineEntry), self.timeline)
+        copy_dicts(conn, TimelineEntry, self.timeline)
         if self.changes:
             snap = snapshots(conn, (cid for cid, _, _ in self.changes))
-            conn.execute(
-                insert(OutboxMessage),
-                [
-                    {
-                        "topic": self.cases_topic,
-                        "key": str(cid).encode(),
-                        "payload": _payload(cid, change, self.at, snap.get(cid, {}), extra),
-                    }
+            copy_rows(
+                conn,
+                OutboxMessage,
+                ("topic", "key", "payload"),
+                (
+                    (
+                        self.cases_topic,
+                        str(cid).encode(),
+                        _payload(cid, change, self.at, snap.get(cid, {}), extra),
+                    )
                     for cid, change, extra in self.changes
-                ],
+                ),
             )
         audit_log.append(conn, self.audit, at=self.at)
         self.timeline, self.audit, self.changes = [], [], []

@@ -128,7 +128,88 @@ async function main() {
     check(after.deltas >= before.deltas + missed.titles.length, "the missed deltas were applied");
     result.resumed = after.resumed;
 
-    // 5. Statistics page, and the English switch.
+    // 5. The case panel's evidence. The test makes a possible duplicate: an app report with a
+    //    photo (plus a supplement photo) next to an open 网格 case; its forward to 数字城管 failed
+    //    while that system was down.
+    const dup = await ask("duplicates");
+    const panel = op1.getByTestId("panel");
+    const titleIs = (page, id) =>
+      page.waitForFunction((cid) => document.querySelector("[data-testid=panel-title]")?.textContent.startsWith(`#${cid} `), id, { timeout: 10_000 });
+    const itemB = op1.locator("[data-testid=queue] li", { hasText: dup.title_b });
+    await itemB.waitFor({ timeout: 10_000 });
+    await itemB.click();
+    await titleIs(op1, dup.b);
+    const dupInfo = { a: dup.a, b: dup.b };
+    // The duplicate: a link to the other case, and the decisions the operator may take.
+    await panel.locator(`[data-testid=duplicate-link][data-case-id="${dup.a}"]`).waitFor({ timeout: 10_000 });
+    check(await panel.getByTestId("duplicate-merge").isVisible(), "merge offered");
+    check(await panel.getByTestId("duplicate-distinct").isVisible(), "不是重复 offered");
+    // Photos: fetched with the token (the uploads need it), shown by stage, all decoded.
+    await op1.waitForFunction(
+      () => {
+        const imgs = [...document.querySelectorAll("[data-testid=panel-photos] [data-testid=panel-photo] img")];
+        return imgs.length === 2 && imgs.every((i) => i.complete && i.naturalWidth > 0);
+      },
+      null,
+      { timeout: 15_000 },
+    );
+    dupInfo.photos = await panel.locator("[data-testid=panel-photo]").evaluateAll((els) => {
+      const n = {};
+      for (const e of els) n[e.dataset.stage] = (n[e.dataset.stage] || 0) + 1;
+      return n;
+    });
+    dupInfo.natural_widths = await panel.locator("[data-testid=panel-photo] img").evaluateAll((els) => els.map((i) => i.naturalWidth));
+    check((await panel.locator("[data-testid=panel-photo][data-stage=reported]").textContent()).includes("上报"), "photo labelled 上报");
+    check(
+      (await panel.locator("[data-testid=panel-photo] img").first().getAttribute("src")).startsWith("blob:"),
+      "photo loaded into a blob URL with the token",
+    );
+    // Click to enlarge.
+    await panel.locator("[data-testid=panel-photo][data-stage=reported]").click();
+    await op1.waitForFunction(() => {
+      const box = document.querySelector("[data-testid=lightbox]");
+      const img = box?.querySelector("img");
+      return box && !box.hidden && img && img.complete && img.naturalWidth > 0;
+    }, null, { timeout: 10_000 });
+    dupInfo.lightbox_width = await op1.evaluate(() => document.querySelector("[data-testid=lightbox] img").naturalWidth);
+    await op1.screenshot({ path: path.join(ART, "center-lightbox.png") });
+    await op1.keyboard.press("Escape");
+    await op1.waitForFunction(() => document.querySelector("[data-testid=lightbox]").hidden);
+    // Delivery states: the forward to 数字城管 failed; the operator replays it and it arrives.
+    const dest = "[data-testid=panel-deliveries] details.dest[data-destination=szcg]";
+    const szcg = panel.locator(dest);
+    await panel.locator(`${dest}[data-state=failed]`).waitFor({ timeout: 10_000 });
+    check((await szcg.textContent()).includes(dup.forward_record), "the forwarded record's number is shown");
+    dupInfo.failed_reason = (await szcg.locator("li[data-state=failed] q.reason").textContent()).trim();
+    await szcg.getByTestId("delivery-replay").click();
+    await panel.locator(`${dest}[data-state=acknowledged]`).waitFor({ timeout: 20_000 });
+    dupInfo.replayed_state = await szcg.getAttribute("data-state");
+    // The whole panel in the picture: a taller window for the moment, the top scrolled into view.
+    await op1.setViewportSize({ width: 1600, height: 1500 });
+    await panel.evaluate((e) => (e.scrollTop = 0));
+    await op1.waitForTimeout(300);
+    await panel.screenshot({ path: path.join(ART, "center-panel-duplicate.png") });
+    await op1.setViewportSize({ width: 1600, height: 900 });
+    // The link opens the other case, whose panel lists this report as its possible duplicate.
+    await panel.locator(`[data-testid=duplicate-link][data-case-id="${dup.a}"]`).click();
+    await titleIs(op1, dup.a);
+    const back = panel.locator(`[data-testid=duplicated-by-link][data-case-id="${dup.b}"]`);
+    await back.waitFor({ timeout: 10_000 });
+    dupInfo.opened_other = true;
+    // Back to it, and 不是重复: it goes on as its own case (立案), and the write-back that 立案
+    // causes (数字城管 hears "registered") shows up in the open panel without a reload.
+    await back.click();
+    await titleIs(op1, dup.b);
+    await panel.getByTestId("duplicate-distinct").click();
+    await panel.locator("[data-testid=panel-duplicate] [data-testid=action-submit]").click();
+    await op1.waitForFunction(() => document.querySelector("[data-testid=panel-status]")?.textContent === "立案", null, { timeout: 10_000 });
+    // (attached, not visible: a destination whose deliveries all arrived is folded)
+    await szcg.locator("li[data-stage=registered]").waitFor({ state: "attached", timeout: 20_000 });
+    dupInfo.live_registered_stage = true;
+    check(!(await panel.getByTestId("duplicate-distinct").count()), "the question is settled");
+    result.duplicate = dupInfo;
+
+    // 6. Statistics page, and the English switch.
     await op1.goto(BASE + "/#/stats");
     await op1.waitForSelector("[data-testid=stats-table] tbody tr");
     await op1.screenshot({ path: path.join(ART, "center-stats.png") });

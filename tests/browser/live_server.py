@@ -2,7 +2,9 @@
 
 `serve_app` runs uvicorn (HTTP + WebSocket, the app's full lifespan with its hub) on a free
 loopback port; `run_dispatcher` runs what `youhu worker` runs (pipeline, outbox relay, deadline
-watcher) on the same settings, so events published to Kafka become cases and case deltas.
+watcher) on the same settings, so events published to Kafka become cases and case deltas;
+`run_writeback` runs what `youhu connector run` runs (write-back planner and delivery worker), so
+case deltas become deliveries to the source systems.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import Engine, text
 
+from connectors.runtime import run_connectors
 from dispatch.access import Role, Scope
 from dispatch.bus.port import Bus, Consumer, Message
 from dispatch.runtime import open_runtime
@@ -102,35 +105,65 @@ class _WatchedBus:
         return await self.inner.health()
 
 
-@contextlib.asynccontextmanager
-async def run_dispatcher(settings: Settings, *, timeout_s: float = 60.0) -> AsyncIterator[None]:
-    """What `youhu worker` runs, returning once its consumer owns every partition of the events.
+async def _until_assigned(
+    bus: _WatchedBus, group: str, topic: str, partitions: int, task: asyncio.Future[Any], timeout_s: float
+) -> None:
+    """Return once the newest consumer of ``group`` owns every partition of ``topic``.
 
     kafka-python can join a group before its first metadata answer names a just-created topic;
     the member then owns nothing until a later metadata refresh, minutes away. Closing such a
-    consumer makes the pipeline reopen it (its own retry path), and the new member gets them.
+    consumer makes its loop reopen it (the loop's own retry path), and the new member gets them.
     """
+    want = {(topic, p) for p in range(partitions)}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert not task.done(), task
+        assert time.monotonic() < deadline, f"{group} never owned the partitions of {topic}"
+        mine = [(c, t0) for g, c, t0 in bus.consumers if g == group]
+        if mine:
+            c, t0 = mine[-1]
+            with contextlib.suppress(Exception):  # closed meanwhile: the next one is checked
+                if want <= await c.assignment():
+                    return
+                if time.monotonic() - t0 > 5.0:
+                    await c.close()
+        await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def run_dispatcher(settings: Settings, *, timeout_s: float = 60.0) -> AsyncIterator[None]:
+    """What `youhu worker` runs, returning once its consumer owns every partition of the events."""
     rt = await open_runtime(settings)
     bus = _WatchedBus(rt.bus)
     rt.bus = bus
     stop = asyncio.Event()
     task = asyncio.create_task(rt.run_dispatcher(stop, idle_poll_s=0.05))
     events = rt.topics.events
-    want = {(events, p) for p in range(rt.topics.partitions[events])}
-    deadline = time.monotonic() + timeout_s
     try:
-        while True:
-            assert not task.done(), task
-            assert time.monotonic() < deadline, "the dispatcher never owned the events partitions"
-            mine = [(c, t0) for g, c, t0 in bus.consumers if g == settings.consumer_group]
-            if mine:
-                c, t0 = mine[-1]
-                with contextlib.suppress(Exception):  # closed meanwhile: the next one is checked
-                    if want <= await c.assignment():
-                        break
-                    if time.monotonic() - t0 > 5.0:
-                        await c.close()
-            await asyncio.sleep(0.1)
+        await _until_assigned(
+            bus, settings.consumer_group, events, rt.topics.partitions[events], task, timeout_s
+        )
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+        await rt.close()
+
+
+@contextlib.asynccontextmanager
+async def run_writeback(settings: Settings, *, timeout_s: float = 60.0) -> AsyncIterator[None]:
+    """What `youhu connector run` runs (connectors/runtime.py), returning once the planner's
+    consumer owns every partition of the case deltas."""
+    rt = await open_runtime(settings)
+    bus = _WatchedBus(rt.bus)
+    rt.bus = bus
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(run_connectors(rt, stop))
+    cases = rt.topics.cases
+    try:
+        await _until_assigned(
+            bus, settings.writeback_consumer_group, cases, rt.topics.partitions[cases], task, timeout_s
+        )
         yield
     finally:
         stop.set()

@@ -4,46 +4,62 @@ by playwright-core from node, against uvicorn with the app, a dispatcher, real K
 Two operators of one street log in. An event published to Kafka reaches the first one's queue and
 map within 2 s; they register and dispatch it from the case panel; the second one's open panel
 follows live; the second one's connection drops while more cases open, and after reconnecting
-every one of them is there once (resumed from the hub, no fresh snapshot). Screenshots of the
-map, the case panel and the statistics page go to ``.run/artifacts/``.
+every one of them is there once (resumed from the hub, no fresh snapshot). Then the case panel's
+evidence: an inspector's app report with a photo (uploaded through the upload API, as the app
+does) lands next to an open case of the same category and is held as a possible duplicate; it
+is forwarded to the owning system (simulated 数字城管, down at that moment, so the forward fails
+and the operator replays it from the panel, through the real write-back planner and delivery
+worker). The panel shows the photos, the delivery states and the duplicate link, which opens the
+other case. Screenshots of the map, the case panels and the statistics page go to
+``.run/artifacts/``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
+import math
 import os
-import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
-from sqlalchemy import Engine, func, select
+from PIL import Image, ImageDraw
+from sqlalchemy import Engine, func, select, text
 
 from dispatch.access import Role, Scope
 from dispatch.bus.kafka import KafkaBus
 from dispatch.bus.topics import Topics
+from dispatch.duplicates import AUTO_MERGE, SUGGEST, Candidate, score
 from dispatch.events import to_message
 from dispatch.settings import Settings
 from dispatch.store.areas import load_district
 from dispatch.store.models import CaseSource
-from tests.browser.live_server import PASSWORD, Served, make_account, run_dispatcher, serve_app, street_points
+from dispatch.taxonomy import default_taxonomy
+from tests.browser.live_server import (
+    PASSWORD,
+    Served,
+    login,
+    make_account,
+    run_dispatcher,
+    run_writeback,
+    serve_app,
+    street_points,
+)
 from tests.factories import make_event
+from tests.integration.writeback_helpers import Sim, start_simulators
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("center_e2e.cjs")
 ARTIFACTS = REPO / ".run" / "artifacts"
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    """The front end built and chromium + CJK fonts installed (idempotent; `make test` did it)."""
-    out = subprocess.run(
-        ["bash", str(REPO / "deploy" / "browser.sh"), "all"], check=True, capture_output=True, text=True
-    )
-    return out.stdout.strip().splitlines()[-1]
+INSPECTOR = "insp_dup"
+GARBAGE = "env.exposed_garbage"  # 暴露垃圾 (wangge WG02); its owner is 数字城管 (ownership.toml)
 
 
 @pytest.fixture
@@ -51,6 +67,18 @@ def huadu(clean_db: Engine) -> Engine:
     with clean_db.begin() as conn:
         load_district(conn, "440114")
     return clean_db
+
+
+@pytest.fixture
+def sims() -> Iterator[dict[str, Sim]]:
+    """The source systems the write-back talks to: 网格 (the feed's records) and 数字城管 (the owner
+    of 暴露垃圾, which receives the app's reports as forwarded records). The feed's 网格 records are
+    made up by the test, never emitted by the simulator: it must not refuse them as unknown."""
+    wangge, stop_wangge = start_simulators(("wangge",), strict_records=False)
+    szcg, stop_szcg = start_simulators(("szcg",), strict_records=True)
+    yield {**wangge, **szcg}
+    stop_szcg()
+    stop_wangge()
 
 
 async def _wait_for_record(engine: Engine, record: str, timeout_s: float = 60) -> None:
@@ -85,14 +113,31 @@ class Feed:
 
 
 async def test_operators_work_a_case_live_in_the_browser(
-    huadu: Engine, kafka_settings: Settings, chromium: str
+    huadu: Engine, kafka_settings: Settings, chromium: str, sims: dict[str, Sim], tmp_path: Path
 ) -> None:
     settings = kafka_settings.model_copy(
-        update={"auto_dispatch": False, "login_rate_limit_per_minute": 1000, "relay_interval_s": 0.02}
+        update={
+            "auto_dispatch": False,
+            "login_rate_limit_per_minute": 1000,
+            "relay_interval_s": 0.02,
+            "upload_dir": tmp_path / "uploads",
+            "source_endpoints": {s: sim.url for s, sim in sims.items()},
+            "writeback_consumer_group": f"{kafka_settings.topic_prefix}writeback",
+            "writeback_interval_s": 0.05,
+            "writeback_backoff_base_s": 0.1,
+            "writeback_backoff_max_s": 0.4,
+            "writeback_timeout_s": 5.0,
+            # A forward refused while 数字城管 is down gives up quickly, so the panel can replay it.
+            "writeback_max_age_s": 2.0,
+        }
     )
     (street, point), (_, other_point) = street_points(huadu, 2)
     for user in ("op_one", "op_two"):
         make_account(huadu, user, Role.operator, Scope(streets=frozenset({street})))
+    # The duplicate pair, ~180 m from the first case (beyond the 50 m duplicate radius of every
+    # case before it) and well inside the street (the point is 300 m from its edge).
+    pair_at = (point[0] - 0.0012, point[1] - 0.0012)
+    make_account(huadu, INSPECTOR, Role.inspector, Scope(grids=frozenset({_grid_at(huadu, pair_at)})))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for old in ARTIFACTS.glob("center-*.png"):
         old.unlink()
@@ -101,24 +146,203 @@ async def test_operators_work_a_case_live_in_the_browser(
         # The hub holding its partitions shows the new topics' metadata has spread; a dispatcher
         # that joins before that can sit without partitions until its next metadata refresh.
         await asyncio.wait_for(served.hub.ready.wait(), 30)
-        async with run_dispatcher(settings):
+        async with run_dispatcher(settings), run_writeback(settings):
             feed = Feed(settings)
             # Warm-up in another street: the dispatcher's first batch builds its grid index.
             await _wait_for_record(huadu, await feed.event(other_point, "WG02", "预热 warm-up"))
-            result = await _drive_browser(served, feed, huadu, point, chromium)
+            pair = DuplicatePair(served, feed, huadu, sims["szcg"], pair_at)
+            result = await _drive_browser(served, feed, huadu, point, chromium, pair)
+            await pair.close()
             await feed.bus.close()
 
     (ARTIFACTS / "center-result.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     assert result["ok"] is True
     assert result["latency_ms"] < 2000
     assert result["resumed"] >= 1
-    for name in ("center-map.png", "center-case.png", "center-panel.png", "center-stats.png"):
+    # The panel's evidence, as the browser measured it (center_e2e.cjs checks each on the page).
+    dup = result["duplicate"]
+    assert dup["photos"] == {"reported": 1, "supplement": 1}, dup
+    assert all(w > 0 for w in dup["natural_widths"]) and dup["lightbox_width"] > 0, dup
+    assert dup["failed_reason"].startswith("gave up after"), dup
+    assert dup["replayed_state"] == "acknowledged" and dup["opened_other"] is True, dup
+    assert dup["live_registered_stage"] is True, dup
+    for name in (
+        "center-map.png",
+        "center-case.png",
+        "center-panel.png",
+        "center-panel-duplicate.png",
+        "center-lightbox.png",
+        "center-stats.png",
+    ):
         png = (ARTIFACTS / name).read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 10_000, name
 
 
+def _grid_at(engine: Engine, lonlat: tuple[float, float]) -> str:
+    with engine.connect() as conn:
+        code = conn.scalar(
+            text(
+                "SELECT code FROM areas WHERE level = 'grid' AND active "
+                "AND ST_Contains(geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"
+            ),
+            {"lon": lonlat[0], "lat": lonlat[1]},
+        )
+    assert code, lonlat
+    return str(code)
+
+
+def _jpeg(colour: tuple[int, int, int], mark: str) -> bytes:
+    """A phone-sized photo with something drawn on it (the upload re-encodes it anyway)."""
+    img = Image.new("RGB", (1200, 900), colour)
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((300, 200, 900, 700), outline=(255, 255, 255), width=12)
+    draw.text((340, 240), mark, fill=(255, 255, 255))
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=85)
+    return out.getvalue()
+
+
+def _metres(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Great-circle distance (what ST_DistanceSphere measures in the duplicate query)."""
+    lon1, lat1, lon2, lat2 = map(math.radians, (*a, *b))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * 6_371_008.8 * math.asin(math.sqrt(h))
+
+
+class DuplicatePair:
+    """A 网格 report and, next to it, an inspector's app report of the same category with a photo,
+    which the pipeline holds as a possible duplicate (not certain enough to merge). The app report
+    is forwarded to 数字城管 while it is down: the forward fails and waits for a replay."""
+
+    def __init__(
+        self, served: Served, feed: Feed, engine: Engine, szcg: Sim, at: tuple[float, float]
+    ) -> None:
+        self.served = served
+        self.feed = feed
+        self.engine = engine
+        self.szcg = szcg
+        self.at = at
+        self.http = httpx.AsyncClient(base_url=served.base_url, timeout=30)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def _upload(self, headers: dict[str, str], photo: bytes) -> dict[str, Any]:
+        r = await self.http.post(
+            "/api/v1/uploads", files={"file": ("photo.jpg", photo, "image/jpeg")}, headers=headers
+        )
+        assert r.status_code == 201, r.text
+        up: dict[str, Any] = r.json()
+        # As the app keeps it: absolute, since forwarded records reach systems that lack our origin.
+        return {
+            "sha256": up["sha256"],
+            "url": self.served.base_url + up["url"],
+            "content_type": up["content_type"],
+        }
+
+    async def _case_of(self, system: str, record: str) -> int:
+        await _wait_for_record(self.engine, f"{system}:{record}")
+        with self.engine.connect() as conn:
+            cid = conn.scalar(
+                select(CaseSource.case_id).where(
+                    CaseSource.source_system == system, CaseSource.source_record_id == record
+                )
+            )
+        assert cid is not None
+        return int(cid)
+
+    async def _forward_state(self, case_id: int, headers: dict[str, str]) -> list[dict[str, Any]]:
+        r = await self.http.get(f"/api/v1/cases/{case_id}/deliveries", headers=headers)
+        r.raise_for_status()
+        return [d for d in r.json()["deliveries"] if d["kind"] == "forward"]
+
+    async def make(self, tag: str) -> dict[str, Any]:
+        title_a, title_b = f"垃圾桶满溢 {tag}", f"小区门口有人乱倒建筑垃圾和生活垃圾 {tag}"
+        # 0.75 of the radius apart: same category and moments apart, but too far and too
+        # differently worded to be certain — the score must fall between "suggest" and "merge".
+        cat = default_taxonomy().categories[GARBAGE]
+        b_at = (self.at[0], self.at[1] + 0.75 * cat.duplicate_radius_m / 111_195)
+        expected = score(
+            category=GARBAGE,
+            title=title_b,
+            radius_m=cat.duplicate_radius_m,
+            window_h=cat.duplicate_window_h,
+            candidate=Candidate(0, GARBAGE, _metres(self.at, b_at), 0.0, title_a),
+        )
+        assert SUGGEST + 0.05 <= expected <= AUTO_MERGE - 0.05, expected
+
+        self.szcg.outage(3600)  # 数字城管 answers 503 until told otherwise
+        case_a = await self._case_of(
+            "wangge", (await self.feed.event(self.at, "WG02", title_a)).split(":")[1]
+        )
+
+        tokens = await login(self.served.base_url, INSPECTOR)
+        inspector = {"Authorization": f"Bearer {tokens['access_token']}"}
+        reported_photo = await self._upload(inspector, _jpeg((150, 110, 60), "report"))
+        record = f"M-{uuid.uuid4()}"
+        now = datetime.now(UTC).isoformat()
+        event = {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": "/sources/mobile",
+            "type": "cn.youhu.event.reported",
+            "time": now,
+            "datacontenttype": "application/json",
+            "data": {
+                "source_system": "mobile",
+                "source_record_id": record,
+                "source_category": {"code": GARBAGE, "label": "暴露垃圾"},
+                "unified_category": GARBAGE,
+                "title": title_b,
+                "description": "垃圾堆在路边，已拍照",
+                "location": {"type": "Point", "coordinates": list(b_at)},
+                "reported_at": now,
+                "reporter": {"kind": "inspector", "id": INSPECTOR},
+                "attachments": [reported_photo],
+            },
+        }
+        r = await self.http.post(
+            "/api/v1/events",
+            content=orjson.dumps(event),
+            headers={**inspector, "Content-Type": "application/cloudevents+json"},
+        )
+        assert r.status_code == 202, r.text
+        case_b = await self._case_of("mobile", record)
+        with self.engine.connect() as conn:
+            held = conn.execute(
+                text("SELECT possible_duplicate_of, attention, status FROM cases WHERE id = :id"),
+                {"id": case_b},
+            ).one()
+        assert tuple(held) == (case_a, "possible_duplicate", "reported"), (tuple(held), case_a)
+
+        # The forward to the owner is refused (503) until the worker gives up: failed, replayable.
+        deadline = time.monotonic() + 60
+        while True:
+            forwards = await self._forward_state(case_b, inspector)
+            if forwards and forwards[0]["state"] == "failed":
+                break
+            assert time.monotonic() < deadline, forwards
+            await asyncio.sleep(0.2)
+        self.szcg.outage(0)
+
+        # More evidence the way the app adds it to a case already reported (补充照片).
+        extra = await self._upload(inspector, _jpeg((60, 120, 160), "supplement"))
+        r = await self.http.post(
+            f"/api/v1/cases/{case_b}/supplements",
+            json={"note": "补充现场照片", "attachments": [{**extra, "role": "evidence"}]},
+            headers={**inspector, "Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert r.status_code == 201, r.text
+        return {"a": case_a, "b": case_b, "title_b": title_b, "forward_record": forwards[0]["record_id"]}
+
+
 async def _drive_browser(
-    served: Served, feed: Feed, engine: Engine, point: tuple[float, float], chromium: str
+    served: Served,
+    feed: Feed,
+    engine: Engine,
+    point: tuple[float, float],
+    chromium: str,
+    pair: DuplicatePair,
 ) -> dict[str, Any]:
     env = {
         **os.environ,
@@ -173,6 +397,8 @@ async def _drive_browser(
                     assert time.monotonic() < deadline, served.hub.stats
                     await asyncio.sleep(0.05)
                 answer = {"titles": titles}
+            elif msg["step"] == "duplicates":
+                answer = await pair.make(tag)
             elif msg["step"] == "done":
                 done = msg
                 continue

@@ -84,6 +84,9 @@ EXPECTED: dict[tuple[str, str], Expect] = {
     ("GET", "/api/v1/tiles/{layer}/{z}/{x}/{y}.mvt"): PEOPLE,
     ("GET", "/api/v1/center/config"): ALL,
     ("GET", "/api/v1/center/indicators.xlsx"): STATS,
+    ("GET", "/api/v1/center/heat"): PEOPLE,  # the heat map: scoped like the cases tiles
+    ("GET", "/api/v1/center/report"): STATS,
+    ("GET", "/api/v1/center/report.xlsx"): STATS,
     # the inspector app (issue 8)
     ("GET", "/m"): "public",
     ("GET", "/api/v1/cases/nearby"): PEOPLE,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import orjson
@@ -99,3 +100,39 @@ def test_published_json_schema_matches_the_model() -> None:
     published = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
     assert published == event_data_schema(), "run `youhu schema` and commit the result"
     assert "source_record_id" in published["required"]
+
+
+def _variants() -> list[tuple[str, bytes]]:
+    """Structured events in the forms senders use, for the parser's two roads."""
+    doc = orjson.loads(to_message(make_event(3)).value)
+    out = [("as published", orjson.dumps(doc))]
+    for name, when in (
+        ("UTC with Z", "2026-11-22T08:30:00Z"),
+        ("offset +08:00, nanoseconds", "2026-11-22T16:30:00.123456789+08:00"),
+        ("lower-case z (dateutil only)", "2026-11-22t08:30:00z"),
+    ):
+        out.append((name, orjson.dumps({**doc, "time": when})))
+    b64 = {k: v for k, v in doc.items() if k != "data"}
+    b64["data_base64"] = base64.b64encode(orjson.dumps(doc["data"])).decode()
+    out.append(("data_base64", orjson.dumps(b64)))
+    out.append(("an extension attribute", orjson.dumps({**doc, "traceparent": "00-abc-def-01"})))
+    return out
+
+
+@pytest.mark.parametrize(("name", "value"), _variants(), ids=[n for n, _ in _variants()])
+def test_parsing_once_gives_what_the_sdk_reading_gives(name: str, value: bytes) -> None:
+    """parse_event reads the common form from orjson's parse; the SDK's own JSON reading is the
+    reference, for that form and for the ones left to it."""
+    from cloudevents.core.formats.json import JSONFormat
+    from cloudevents.core.v1.event import CloudEvent
+
+    from dispatch.events import _from_cloudevent
+
+    reference = _from_cloudevent(JSONFormat().read(CloudEvent, value))
+    assert parse_event(value) == reference, name
+
+
+def test_a_time_without_offset_is_rejected_on_both_roads() -> None:
+    doc = orjson.loads(to_message(make_event(4)).value)
+    with pytest.raises(EventRejected, match="time"):
+        parse_event(orjson.dumps({**doc, "time": "2026-11-22T08:30:00"}))

@@ -86,3 +86,20 @@ def test_naive_start_and_negative_limits_are_refused(cal: WorkCalendar) -> None:
         cal.deadline(datetime(2026, 11, 23, 10), 1, DeadlineUnit.hours)
     with pytest.raises(ValueError, match="negative"):
         cal.deadline(at(2026, 11, 23, 10), -1, DeadlineUnit.workdays)
+
+
+def test_remembered_deadlines_are_the_ones_a_fresh_calendar_computes() -> None:
+    """The pipeline asks the same calendar for the same deadline hundreds of times a batch; the
+    answers it remembers must be exactly the ones computed afresh, and a refused year is never
+    remembered as an answer."""
+    remembering = WorkCalendar(TABLE)
+    starts = [at(2026, 9, 30, h, m) for h in range(0, 24, 3) for m in (0, 59)] + [at(2026, 10, 9, 17, 45)]
+    asks = [(s, amount, unit) for s in starts for amount in (0.5, 2, 5) for unit in DeadlineUnit]
+    first = [remembering.deadline(*a) for a in asks]
+    again = [remembering.deadline(*a) for a in asks]  # answered from memory
+    fresh = [WorkCalendar(TABLE).deadline(*a) for a in asks]
+    assert first == again == fresh
+    strict = WorkCalendar(TABLE, policy=UnknownYearPolicy.refuse)
+    for _ in range(2):
+        with pytest.raises(YearNotPublished):
+            strict.deadline(at(2027, 12, 31, 9), 3, DeadlineUnit.workdays)

@@ -1,5 +1,6 @@
 // The command center (指挥中心): login, then the live map with the queue and the case panel, or the
-// statistics page (#/stats). Chinese first; 中文/EN switch in the header.
+// statistics page (#/stats), or the daily/monthly report (#/report). Chinese first; 中文/EN switch
+// in the header.
 
 import "./style.css";
 
@@ -10,6 +11,7 @@ import { LiveFeed, type LiveState } from "./live";
 import { type CenterConfig, LiveMap } from "./map";
 import { CasePanel } from "./panel";
 import { Queue } from "./queue";
+import { ReportPage } from "./report";
 import { StatsPage } from "./stats";
 import { CaseStore } from "./store";
 
@@ -91,7 +93,7 @@ async function start(): Promise<void> {
   };
 
   const status = el("span", { class: "live-state connecting", "data-testid": "live-state" }, t("connecting"));
-  const nav = el("nav", {}, el("a", { href: "#/map" }, t("map")), el("a", { href: "#/stats", "data-testid": "nav-stats" }, t("stats")));
+  const nav = el("nav", {}, el("a", { href: "#/map" }, t("map")), el("a", { href: "#/stats", "data-testid": "nav-stats" }, t("stats")), el("a", { href: "#/report", "data-testid": "nav-report" }, t("report")));
   const logout = el("button", { type: "button", "data-testid": "logout" }, t("logout"));
   logout.addEventListener("click", () => api.logout());
   const header = el(
@@ -109,7 +111,8 @@ async function start(): Promise<void> {
   const queueEl = el("section", { class: "side" });
   const mapPage = el("main", { class: "map-page" }, el("div", { class: "map-wrap" }, mapEl, panelEl), queueEl);
   const statsEl = el("main", { class: "stats-page" });
-  app.replaceChildren(header, mapPage, statsEl);
+  const reportEl = el("main", { class: "report-page", "data-testid": "report-page" });
+  app.replaceChildren(header, mapPage, statsEl, reportEl);
 
   const store = new CaseStore();
   const panel = new CasePanel(panelEl, api, me, store, categoryName);
@@ -119,9 +122,16 @@ async function start(): Promise<void> {
     if (c) map.focus(c, panelEl.getBoundingClientRect().width);
   });
   const map = new LiveMap(mapEl, cfg, api, store, (c) => queue.visible(c), (id) => panel.show(id));
+  // A case opened from the panel (a possible duplicate, a merge link) is centred like a queue pick.
+  panel.onOpenCase = (id) => {
+    panel.show(id);
+    const c = store.cases.get(id);
+    if (c) map.focus(c, panelEl.getBoundingClientRect().width);
+  };
   queue.onFilter = () => map.refresh();
   window.setInterval(() => map.refresh(), 30_000); // deadline risk changes with time alone
   const stats = new StatsPage(statsEl, api);
+  const report = new ReportPage(reportEl, api);
   const live = new LiveFeed(api, store);
   live.onState = (s: LiveState) => {
     status.className = `live-state ${s}`;
@@ -132,10 +142,14 @@ async function start(): Promise<void> {
 
   const route = (): void => {
     const onStats = location.hash.startsWith("#/stats");
-    mapPage.hidden = onStats;
+    const onReport = location.hash.startsWith("#/report");
+    mapPage.hidden = onStats || onReport;
     statsEl.hidden = !onStats;
-    for (const a of nav.querySelectorAll("a")) a.classList.toggle("active", a.getAttribute("href") === (onStats ? "#/stats" : "#/map"));
+    reportEl.hidden = !onReport;
+    const here = onStats ? "#/stats" : onReport ? "#/report" : "#/map";
+    for (const a of nav.querySelectorAll("a")) a.classList.toggle("active", a.getAttribute("href") === here);
     if (onStats) void stats.load();
+    else if (onReport) void report.show();
     else map.map?.resize();
   };
   window.addEventListener("hashchange", route);

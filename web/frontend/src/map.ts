@@ -8,6 +8,7 @@ import workerUrl from "maplibre-gl/dist/maplibre-gl-worker.mjs?url";
 import "maplibre-gl/dist/maplibre-gl.css";
 
 import type { Api } from "./api";
+import { HeatLayer } from "./heat";
 import { t } from "./i18n";
 import { type CaseState, type CaseStore, riskOf } from "./store";
 
@@ -46,6 +47,8 @@ export class LiveMap {
   private pending = false;
   /** Case ids handed to the map in the last redraw (whether shown singly or in a cluster). */
   drawn: number[] = [];
+  /** The heat map layer and its control (heat.ts); null without WebGL. */
+  heat: HeatLayer | null = null;
 
   constructor(
     el: HTMLElement,
@@ -78,6 +81,7 @@ export class LiveMap {
       this.addLayers(map);
       this.refresh();
     });
+    this.heat = new HeatLayer(map, api); // after addLayers' handler: it goes under the case layers
     map.on("render", () => this.updateClusterMarkers());
     store.onChange(() => this.refresh());
   }

@@ -16,6 +16,9 @@ export interface CaseState {
   community: string | null;
   grid: string | null;
   attention: string | null;
+  // 多网融合: the case this one was merged into, or may duplicate (every delta carries both).
+  merged_into?: number | null;
+  possible_duplicate_of?: number | null;
   deadline_kind: string | null;
   deadline_at: string | null;
   handle_deadline_at: string | null;
