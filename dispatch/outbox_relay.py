@@ -63,7 +63,7 @@ class OutboxRelay:
         self._kicked.set()
 
     def foreign_backlog(self) -> dict[str, int]:
-        """Unpublished rows for topics this relay does not serve (logged once per relay)."""
+        """Unpublished rows for topics this relay does not serve (logged when the relay starts)."""
         with self.engine.connect() as conn:
             return {r[0]: int(r[1]) for r in conn.execute(_FOREIGN, {"topics": self.topics})}
 
@@ -142,8 +142,11 @@ class OutboxRelay:
     async def run(self, stop: asyncio.Event, *, idle_s: float = 0.05, retry_s: float = 1.0) -> None:
         """Until ``stop``: a pass when kicked (waiting for the lock: the rows of the kick must go
         out now) or every ``idle_s`` (not waiting: whoever holds the lock publishes them)."""
-        if foreign := await asyncio.to_thread(self.foreign_backlog):
-            log.warning("outbox rows for topics this deployment does not serve, left alone: %s", foreign)
+        try:
+            if foreign := await asyncio.to_thread(self.foreign_backlog):
+                log.warning("outbox rows for topics this deployment does not serve, left alone: %s", foreign)
+        except Exception:  # a database not up yet: the passes below retry, this note can wait
+            log.exception("could not look for other deployments' outbox rows")
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
