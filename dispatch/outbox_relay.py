@@ -130,15 +130,6 @@ class OutboxRelay:
         self.published += len(rows)
         return len(rows)
 
-    async def publish_pending(self) -> int:
-        """Passes until nothing is left."""
-        total = 0
-        while n := await self.publish_once(wait=True):
-            total += n
-            if n < self.batch:
-                break
-        return total
-
     async def run(self, stop: asyncio.Event, *, idle_s: float = 0.05, retry_s: float = 1.0) -> None:
         """Until ``stop``: a pass when kicked (waiting for the lock: the rows of the kick must go
         out now) or every ``idle_s`` (not waiting: whoever holds the lock publishes them)."""

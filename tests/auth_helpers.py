@@ -8,6 +8,8 @@ the account on first use: ``dept.*:name`` / ``street.*:name`` → unit staff of 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -82,3 +84,21 @@ def as_admin(client: TestClient, name: str = "admin") -> TestClient:
     """Make ``client`` send an admin's token by default (tests of features, not of access)."""
     client.headers.update(actor_headers(client, client_engine(client), f"admin:{name}"))
     return client
+
+
+@contextmanager
+def local_app(database_url: str, topic_prefix: str) -> Iterator[TestClient]:
+    """The whole app on the in-process bus, with rate limits out of the way of the many logins
+    and requests of a test module."""
+    from dispatch.settings import Settings
+    from web.app import create_app
+
+    settings = Settings(
+        database_url=database_url,
+        topic_prefix=topic_prefix,
+        bus="local",
+        rate_limit_per_minute=10**6,
+        login_rate_limit_per_minute=10**4,
+    )
+    with TestClient(create_app(settings)) as c:
+        yield c

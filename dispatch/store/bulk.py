@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import orjson
 from psycopg import sql
-from sqlalchemy import Connection, Table
+from sqlalchemy import JSON, Connection, Table
 
 
 class JsonText(str):
@@ -38,7 +38,7 @@ def copy_rows(
     Python values psycopg can format (None, str, numbers, datetimes, lists, bytes).
     """
     table = cast(Table, model.__table__)
-    json_cols = [i for i, c in enumerate(columns) if table.c[c].type.__class__.__name__ in _JSON_TYPES]
+    json_cols = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)]
     raw = conn.connection.driver_connection
     assert raw is not None
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
@@ -63,6 +63,3 @@ def copy_dicts(conn: Connection, model: type[Any], rows: Sequence[Mapping[str, A
         return 0
     columns = list(rows[0])
     return copy_rows(conn, model, columns, ([r[c] for c in columns] for r in rows))
-
-
-_JSON_TYPES = frozenset({"JSON", "JSONB"})

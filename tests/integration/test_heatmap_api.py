@@ -22,11 +22,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, text
 
 from dispatch.access import Role
-from dispatch.settings import Settings
 from dispatch.store.areas import load_district
 from dispatch.store.models import Case, CaseSource
-from tests.auth_helpers import user_headers
-from web.app import create_app
+from tests.auth_helpers import local_app, user_headers
 
 SH = ZoneInfo("Asia/Shanghai")
 A, B = "440114001", "440114002"
@@ -177,14 +175,7 @@ def seeded(huadu: Engine) -> list[Seeded]:
 
 @pytest.fixture(scope="module")
 def client(huadu: Engine, database_url: str) -> Iterator[TestClient]:
-    settings = Settings(
-        database_url=database_url,
-        topic_prefix="theat.",
-        bus="local",
-        rate_limit_per_minute=10**6,
-        login_rate_limit_per_minute=10**4,
-    )
-    with TestClient(create_app(settings)) as c:
+    with local_app(database_url, "theat.") as c:
         yield c
 
 

@@ -33,13 +33,11 @@ from openpyxl import load_workbook
 from sqlalchemy import Engine, insert, text
 
 from dispatch.access import Role
-from dispatch.settings import Settings
 from dispatch.store.areas import load_district
 from dispatch.store.models import Case, CaseSource
 from dispatch.store.routing import ensure_units
 from dispatch.taxonomy import default_taxonomy
-from tests.auth_helpers import user_headers
-from web.app import create_app
+from tests.auth_helpers import local_app, user_headers
 
 SH = ZoneInfo("Asia/Shanghai")
 A, B, C = "440114001", "440114002", "440114003"
@@ -196,14 +194,7 @@ def huadu(engine: Engine) -> Engine:
 
 @pytest.fixture(scope="module")
 def client(huadu: Engine, database_url: str) -> Iterator[TestClient]:
-    settings = Settings(
-        database_url=database_url,
-        topic_prefix="treport.",
-        bus="local",
-        rate_limit_per_minute=10**6,
-        login_rate_limit_per_minute=10**4,
-    )
-    with TestClient(create_app(settings)) as c:
+    with local_app(database_url, "treport.") as c:
         yield c
 
 
