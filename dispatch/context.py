@@ -141,8 +141,15 @@ class ContextLoader:
             log.info("seeded: %d holiday years, %d units, matrix version %s", len(years), units, version)
         self._seeded_for = gens
 
-    def current(self, engine: Engine) -> DispatchContext:
-        with engine.connect() as conn:
+    def current(self, engine: Engine, conn: Connection | None = None) -> DispatchContext:
+        """The rules as the database has them now. The revision check is one small query; on
+        ``conn`` when given (the pipeline asks inside its batch's transaction, sparing a
+        connection checkout per batch), else on a connection of its own. Loading, when the
+        revision changed, always uses connections of its own."""
+        if conn is None:
+            with engine.connect() as own:
+                gens_list, hashes, version, n_years, last_year_at = own.execute(_REVISION_SQL).one()
+        else:
             gens_list, hashes, version, n_years, last_year_at = conn.execute(_REVISION_SQL).one()
         gens = tuple(int(g) for g in gens_list)
         if self._seeded_for != gens or (version is None and gens):

@@ -156,8 +156,8 @@ class Pipeline:
         unique: dict[tuple[str, str], CanonicalEvent] = {}
         for e in events:
             unique.setdefault(e.idempotency_key, e)
-        ctx = self.context.current(self.engine)
         with self.engine.begin() as conn:
+            ctx = self.context.current(self.engine, conn)
             fresh_keys = conn.execute(
                 _LEDGER_SQL, {"src": [s for s, _ in unique], "ids": [i for _, i in unique]}
             ).all()
@@ -166,7 +166,8 @@ class Pipeline:
             if fresh:
                 fx = Effects(self.topics.cases, datetime.now(UTC))
                 new_case_ids = self._intake(conn, fresh, ctx, fx)
-                fx.flush(conn)
+                # With a relay of its own to kick, the other dispatchers' relays need not wake.
+                fx.flush(conn, notify=self.after_commit is None)
         return len(fresh), new_case_ids
 
     def _intake(

@@ -75,7 +75,10 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="How often the deadline watcher looks for warnings and overdue cases."
     )
     relay_interval_s: float = Field(
-        default=0.05, gt=0, description="How long the outbox relay waits when it found nothing to publish."
+        default=1.0,
+        gt=0,
+        description="How often the outbox relay sweeps for unpublished rows that no wake-up announced "
+        "(writers wake it at once through LISTEN/NOTIFY; the sweep catches a crash's leftovers).",
     )
 
     personal_data_key: str | None = Field(

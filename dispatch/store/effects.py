@@ -2,8 +2,8 @@
 
 Everything that changes a case (the pipeline, an operator's action, the deadline watcher)
 collects its effects here and flushes them in the transaction that made the change: the
-timeline and the outbox by COPY, the audit chain last (it holds the chain's lock until
-commit, so the shorter that tail the better).
+timeline and the outbox by COPY (with a NOTIFY on ``OUTBOX_CHANNEL`` for the relays), the audit
+chain last (it holds the chain's lock until commit, so the shorter that tail the better).
 """
 
 from __future__ import annotations
@@ -80,9 +80,13 @@ class Effects:
         carrying the case's state as of the end of this transaction."""
         self.changes.append((case_id, change, extra))
 
-    def flush(self, conn: Connection) -> None:
+    def flush(self, conn: Connection, *, notify: bool = True) -> None:
+        """Write everything collected, in ``conn``'s transaction. ``notify``: wake the outbox
+        relays when it commits (a writer that kicks a relay of its own passes False)."""
         copy_dicts(conn, TimelineEntry, self.timeline)
         if self.changes:
+            if notify:
+                conn.execute(_NOTIFY)
             snap = snapshots(conn, (cid for cid, _, _ in self.changes))
             copy_rows(
                 conn,
@@ -99,6 +103,12 @@ class Effects:
             )
         audit_log.append(conn, self.audit, at=self.at)
         self.timeline, self.audit, self.changes = [], [], []
+
+
+# PostgreSQL delivers a NOTIFY when (and only if) its transaction commits, so a relay that
+# LISTENs on this channel wakes as the new rows become visible, not before.
+OUTBOX_CHANNEL = "youhu_outbox"
+_NOTIFY = text(f"NOTIFY {OUTBOX_CHANNEL}")
 
 
 def _payload(

@@ -156,3 +156,33 @@ async def test_the_pipeline_kicks_the_relay_after_each_commit(clean_db: Engine, 
     assert pipeline.stats.batches >= 3  # several batches, each publishing its own
     with clean_db.connect() as conn:
         assert conn.scalar(text("SELECT count(*) FROM outbox WHERE published_at IS NULL")) == 0
+
+
+async def test_other_writers_wake_the_relay_through_notify(clean_db: Engine, topic_prefix: str) -> None:
+    """An operator's action or the watcher (no relay of their own to kick) commits outbox rows
+    with a NOTIFY: the relay publishes them at once, though its own sweep is a minute away."""
+    from dispatch.store.effects import Effects
+
+    topics = Topics.from_settings(Settings(topic_prefix=topic_prefix))
+    bus = LocalBus()
+    await bus.ensure_topics(topics.partitions)
+    relay = OutboxRelay(clean_db, bus, [topics.cases])
+    stop = asyncio.Event()
+    relaying = asyncio.create_task(relay.run(stop, idle_s=60))
+    await asyncio.sleep(0.5)  # the first sweep (nothing yet) and the LISTEN
+    published: list[float] = []
+    for round_ in range(3):
+        t0 = time.monotonic()
+        with clean_db.begin() as conn:
+            fx = Effects(topics.cases, datetime.now(UTC))
+            fx.changed(1000 + round_, "dispatch")
+            fx.flush(conn)  # notify=True: what the web app and the watcher do
+        while relay.published < round_ + 1 and time.monotonic() - t0 < 10:
+            await asyncio.sleep(0.01)
+        published.append(time.monotonic() - t0)
+    stop.set()
+    await relaying
+    assert relay.published == 3
+    assert max(published) < 5, published  # woken, not swept: the sweep would take 60 s
+    with clean_db.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM outbox WHERE published_at IS NULL")) == 0
