@@ -404,6 +404,7 @@ class Watcher:
             enable_auto_commit=False,
             check_crcs=False,
             max_poll_records=5000,
+            metrics_enabled=False,  # as the workers: the observer's CPU is taken from them
         )
         deadline = time.monotonic() + 60
         while not (parts := self.consumer.partitions_for_topic(topic)):

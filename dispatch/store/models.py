@@ -182,7 +182,7 @@ class AuditEntry(Base):
     entity: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64))  # not indexed: looked up by seq only (migration 0009)
 
 
 class AreaGeneration(Base):
