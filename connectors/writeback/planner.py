@@ -12,7 +12,9 @@ restart forgets deltas not yet planned; on Kafka nothing is lost.
 For each delta: every source record of the case in the five district systems gets the document
 its system expects (``translate``); a case reported through the mobile app or a partner is
 forwarded once to the owner of its category (``forward``), and that record then hears the case's
-progress like any other.
+progress like any other. A case held as a possible duplicate is not forwarded until the operator
+has decided: merged, the owner never hears of it; not a duplicate (registered), it is forwarded
+with that delta.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from connectors.writeback.forward import CaseForForward, NotForwardable, forward
 from connectors.writeback.ownership import DESTINATIONS, FORWARDED_SOURCES, Ownership, default_ownership
 from connectors.writeback.translate import CaseFacts, Delta, Step, translate
 from dispatch.bus.port import Bus, Record
+from dispatch.intake import Attention
 
 log = logging.getLogger(__name__)
 
@@ -168,9 +171,12 @@ class Planner:
         forwarded: dict[int, tuple[str, str]],
         out: list[store.Planned],
     ) -> tuple[str, str] | None:
-        """Forward the case to the owner of its category, once, when it came in by app or partner
-        and the owner does not already hold a record of it."""
+        """Forward the case to the owner of its category, once, when it came in by app or partner,
+        the owner does not already hold a record of it, and no operator is still to say whether it
+        duplicates a case the owner may already hold."""
         if d.case_id in forwarded or case is None or d.status in ("merged", "rejected"):
+            return None
+        if d.attention == Attention.possible_duplicate:
             return None
         origin = next(((s, r) for s, r in d.sources if s in FORWARDED_SOURCES), None)
         owner = self.ownership.owner(d.category)

@@ -98,6 +98,7 @@ class Delta:
     sources: tuple[tuple[str, str], ...]  # (system, record id) of the case's source records
     deadline_at: datetime | None
     handle_deadline_at: datetime | None
+    attention: str | None = None  # why the case waits for an operator (e.g. possible_duplicate)
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> Delta:
@@ -118,6 +119,7 @@ class Delta:
                 sources=sources,  # type: ignore[arg-type]  # pairs, checked above
                 deadline_at=_when(raw.get("deadline_at")),
                 handle_deadline_at=_when(raw.get("handle_deadline_at")),
+                attention=raw.get("attention"),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a case delta: missing or wrong {exc}") from exc

@@ -129,8 +129,8 @@ async function main() {
     result.resumed = after.resumed;
 
     // 5. The case panel's evidence. The test makes a possible duplicate: an app report with a
-    //    photo (plus a supplement photo) next to an open 网格 case; its forward to 数字城管 failed
-    //    while that system was down.
+    //    photo (plus a supplement photo) next to an open 网格 case, not forwarded to 数字城管 while
+    //    it is held; the 网格 case's write-back failed while that system was down.
     const dup = await ask("duplicates");
     const panel = op1.getByTestId("panel");
     const titleIs = (page, id) =>
@@ -175,15 +175,12 @@ async function main() {
     await op1.screenshot({ path: path.join(ART, "center-lightbox.png") });
     await op1.keyboard.press("Escape");
     await op1.waitForFunction(() => document.querySelector("[data-testid=lightbox]").hidden);
-    // Delivery states: the forward to 数字城管 failed; the operator replays it and it arrives.
+    // Held: nothing has gone to 数字城管 yet (it may already hold this problem as the other case).
     const dest = "[data-testid=panel-deliveries] details.dest[data-destination=szcg]";
     const szcg = panel.locator(dest);
-    await panel.locator(`${dest}[data-state=failed]`).waitFor({ timeout: 10_000 });
-    check((await szcg.textContent()).includes(dup.forward_record), "the forwarded record's number is shown");
-    dupInfo.failed_reason = (await szcg.locator("li[data-state=failed] q.reason").textContent()).trim();
-    await szcg.getByTestId("delivery-replay").click();
-    await panel.locator(`${dest}[data-state=acknowledged]`).waitFor({ timeout: 20_000 });
-    dupInfo.replayed_state = await szcg.getAttribute("data-state");
+    await panel.getByTestId("panel-deliveries").waitFor({ state: "attached", timeout: 10_000 });
+    await op1.waitForTimeout(500);
+    dupInfo.forwarded_while_held = await szcg.count();
     // The whole panel in the picture: a taller window for the moment, the top scrolled into view.
     await op1.setViewportSize({ width: 1600, height: 1500 });
     await panel.evaluate((e) => (e.scrollTop = 0));
@@ -196,14 +193,24 @@ async function main() {
     const back = panel.locator(`[data-testid=duplicated-by-link][data-case-id="${dup.b}"]`);
     await back.waitFor({ timeout: 10_000 });
     dupInfo.opened_other = true;
-    // Back to it, and 不是重复: it goes on as its own case (立案), and the write-back that 立案
-    // causes (数字城管 hears "registered") shows up in the open panel without a reload.
+    // Its delivery states: the write-back to 网格 failed; the operator replays it and it arrives.
+    const wdest = "[data-testid=panel-deliveries] details.dest[data-destination=wangge]";
+    const wangge = panel.locator(wdest);
+    await panel.locator(`${wdest}[data-state=failed]`).waitFor({ timeout: 10_000 });
+    check((await wangge.textContent()).includes(dup.a_record), "the source record's number is shown");
+    dupInfo.failed_reason = (await wangge.locator("li[data-state=failed] q.reason").textContent()).trim();
+    await wangge.getByTestId("delivery-replay").click();
+    await panel.locator(`${wdest}[data-state=acknowledged]`).waitFor({ timeout: 20_000 });
+    dupInfo.replayed_state = await wangge.getAttribute("data-state");
+    // Back to it, and 不是重复: it goes on as its own case (立案); now it is forwarded to 数字城管,
+    // which also hears "registered", and both show up in the open panel without a reload.
     await back.click();
     await titleIs(op1, dup.b);
     await panel.getByTestId("duplicate-distinct").click();
     await panel.locator("[data-testid=panel-duplicate] [data-testid=action-submit]").click();
     await op1.waitForFunction(() => document.querySelector("[data-testid=panel-status]")?.textContent === "立案", null, { timeout: 10_000 });
     // (attached, not visible: a destination whose deliveries all arrived is folded)
+    await szcg.locator("li[data-stage=forward]").waitFor({ state: "attached", timeout: 20_000 });
     await szcg.locator("li[data-stage=registered]").waitFor({ state: "attached", timeout: 20_000 });
     dupInfo.live_registered_stage = true;
     check(!(await panel.getByTestId("duplicate-distinct").count()), "the question is settled");

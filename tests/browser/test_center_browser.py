@@ -7,11 +7,12 @@ follows live; the second one's connection drops while more cases open, and after
 every one of them is there once (resumed from the hub, no fresh snapshot). Then the case panel's
 evidence: an inspector's app report with a photo (uploaded through the upload API, as the app
 does) lands next to an open case of the same category and is held as a possible duplicate; it
-is forwarded to the owning system (simulated 数字城管, down at that moment, so the forward fails
-and the operator replays it from the panel, through the real write-back planner and delivery
-worker). The panel shows the photos, the delivery states and the duplicate link, which opens the
-other case. Screenshots of the map, the case panels and the statistics page go to
-``.run/artifacts/``.
+is not forwarded to the owning system (simulated 数字城管) while it is held. The other case's
+write-back to 网格 fails (that system is down at that moment) and the operator replays it from
+the panel, through the real write-back planner and delivery worker; 不是重复 then registers the
+held case and its forward reaches 数字城管, live in the open panel. The panel shows the photos,
+the delivery states and the duplicate link, which opens the other case. Screenshots of the map,
+the case panels and the statistics page go to ``.run/artifacts/``.
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ async def test_operators_work_a_case_live_in_the_browser(
             feed = Feed(settings)
             # Warm-up in another street: the dispatcher's first batch builds its grid index.
             await _wait_for_record(huadu, await feed.event(other_point, "WG02", "预热 warm-up"))
-            pair = DuplicatePair(served, feed, huadu, sims["szcg"], pair_at)
+            pair = DuplicatePair(served, feed, huadu, sims["wangge"], pair_at)
             result = await _drive_browser(served, feed, huadu, point, chromium, pair)
             await pair.close()
             await feed.bus.close()
@@ -165,7 +166,7 @@ async def test_operators_work_a_case_live_in_the_browser(
     assert all(w > 0 for w in dup["natural_widths"]) and dup["lightbox_width"] > 0, dup
     assert dup["failed_reason"].startswith("gave up after"), dup
     assert dup["replayed_state"] == "acknowledged" and dup["opened_other"] is True, dup
-    assert dup["live_registered_stage"] is True, dup
+    assert dup["live_registered_stage"] is True and dup["forwarded_while_held"] == 0, dup
     for name in (
         "center-map.png",
         "center-case.png",
@@ -211,16 +212,17 @@ def _metres(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 class DuplicatePair:
     """A 网格 report and, next to it, an inspector's app report of the same category with a photo,
-    which the pipeline holds as a possible duplicate (not certain enough to merge). The app report
-    is forwarded to 数字城管 while it is down: the forward fails and waits for a replay."""
+    which the pipeline holds as a possible duplicate (not certain enough to merge): it is not
+    forwarded to 数字城管 while held. 网格 is down when the first case's write-back goes out: that
+    delivery fails and waits for a replay."""
 
     def __init__(
-        self, served: Served, feed: Feed, engine: Engine, szcg: Sim, at: tuple[float, float]
+        self, served: Served, feed: Feed, engine: Engine, wangge: Sim, at: tuple[float, float]
     ) -> None:
         self.served = served
         self.feed = feed
         self.engine = engine
-        self.szcg = szcg
+        self.wangge = wangge
         self.at = at
         self.http = httpx.AsyncClient(base_url=served.base_url, timeout=30)
 
@@ -256,6 +258,18 @@ class DuplicatePair:
         r.raise_for_status()
         return [d for d in r.json()["deliveries"] if d["kind"] == "forward"]
 
+    def _failed_delivery(self, case_id: int, destination: str) -> str | None:
+        """The record id of a failed delivery of the case to ``destination``, if there is one."""
+        with self.engine.connect() as conn:
+            rid = conn.scalar(
+                text(
+                    "SELECT record_id FROM writeback_deliveries WHERE case_id = :c AND destination = :d "
+                    "AND state = 'failed' LIMIT 1"
+                ),
+                {"c": case_id, "d": destination},
+            )
+        return str(rid) if rid is not None else None
+
     async def make(self, tag: str) -> dict[str, Any]:
         title_a, title_b = f"垃圾桶满溢 {tag}", f"小区门口有人乱倒建筑垃圾和生活垃圾 {tag}"
         # 0.75 of the radius apart: same category and moments apart, but too far and too
@@ -271,10 +285,19 @@ class DuplicatePair:
         )
         assert SUGGEST + 0.05 <= expected <= AUTO_MERGE - 0.05, expected
 
-        self.szcg.outage(3600)  # 数字城管 answers 503 until told otherwise
+        self.wangge.outage(3600)  # 网格 answers 503 until told otherwise
         case_a = await self._case_of(
             "wangge", (await self.feed.event(self.at, "WG02", title_a)).split(":")[1]
         )
+        # An operator registers and dispatches it: 网格 is to hear 已派发 ("assigned").
+        op = await login(self.served.base_url, "op_one")
+        for action in ("register", "dispatch"):
+            r = await self.http.post(
+                f"/api/v1/cases/{case_a}/actions",
+                json={"action": action},
+                headers={"Authorization": f"Bearer {op['access_token']}"},
+            )
+            assert r.status_code == 200, r.text
 
         tokens = await login(self.served.base_url, INSPECTOR)
         inspector = {"Authorization": f"Bearer {tokens['access_token']}"}
@@ -315,15 +338,15 @@ class DuplicatePair:
             ).one()
         assert tuple(held) == (case_a, "possible_duplicate", "reported"), (tuple(held), case_a)
 
-        # The forward to the owner is refused (503) until the worker gives up: failed, replayable.
+        # The first case's write-back to 网格 is refused (503) until the worker gives up: failed,
+        # replayable. Meanwhile the held report is not forwarded (the planner saw its delta long
+        # before that delivery gave up).
         deadline = time.monotonic() + 60
-        while True:
-            forwards = await self._forward_state(case_b, inspector)
-            if forwards and forwards[0]["state"] == "failed":
-                break
-            assert time.monotonic() < deadline, forwards
+        while not (failed := self._failed_delivery(case_a, "wangge")):
+            assert time.monotonic() < deadline, "the write-back to 网格 never failed"
             await asyncio.sleep(0.2)
-        self.szcg.outage(0)
+        assert await self._forward_state(case_b, inspector) == []
+        self.wangge.outage(0)
 
         # More evidence the way the app adds it to a case already reported (补充照片).
         extra = await self._upload(inspector, _jpeg((60, 120, 160), "supplement"))
@@ -333,7 +356,7 @@ class DuplicatePair:
             headers={**inspector, "Idempotency-Key": str(uuid.uuid4())},
         )
         assert r.status_code == 201, r.text
-        return {"a": case_a, "b": case_b, "title_b": title_b, "forward_record": forwards[0]["record_id"]}
+        return {"a": case_a, "b": case_b, "title_b": title_b, "a_record": failed}
 
 
 async def _drive_browser(

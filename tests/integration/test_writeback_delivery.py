@@ -237,3 +237,41 @@ def test_a_report_the_owner_cannot_take_is_a_visible_failed_forward(
 
     row = wait_until("the failed forward", failed_forward)[0]
     assert row["destination"] == "chaiwei" and "mianji_m2" in row["reason"]
+
+
+def test_a_possible_duplicate_is_forwarded_only_once_the_operator_says_it_is_none(
+    platform: tuple[TestClient, Any], sims: dict[str, Sim]
+) -> None:
+    """Two inspectors report building work at one spot, under two categories of the 拆违 group:
+    the second is held as a possible duplicate of the first. Until an operator decides, 拆违 must
+    not receive it as a new clue (it may be the clue it already has); said 不是重复, it does."""
+    client, _ = platform
+    base = fresh_record("wangge", 51)
+    lonlat = (round(base["jingdu"] - 0.004, 6), round(base["weidu"] + 0.003, 6))
+    chaiwei = sims["chaiwei"]
+
+    def clues(case_id: int) -> list[dict[str, Any]]:
+        return [f for f in chaiwei.get("/api/forwarded") if f["body"]["xiansuo_bh"] == f"YH{case_id:012d}"]
+
+    def report(n: int, category: str) -> dict[str, Any]:
+        event = _mobile_event(n, lonlat, category, {"mianji_m2": 30.0, "jianzhu_lx": "天面加建"})
+        r = client.post(
+            "/api/v1/events",
+            content=to_message(event).value,
+            headers={"content-type": "application/cloudevents+json"},
+        )
+        assert r.status_code == 202, r.text
+        return wait_case(client, f"mobile:{event.data.source_record_id}")
+
+    first = report(3, "build.in_progress")
+    wait_until("the first report's clue", lambda: clues(first["id"]))
+    held = report(4, "build.completed")
+    assert held["attention"] == "possible_duplicate" and held["possible_duplicate_of"] == first["id"]
+    # The planner has read the held case's deltas well within this (its usual lag is < 1 s).
+    time.sleep(4)
+    assert clues(held["id"]) == []
+    kinds = [d["kind"] for d in client.get(f"/api/v1/cases/{held['id']}/deliveries").json()["deliveries"]]
+    assert "forward" not in kinds
+    act(client, held["id"], "register", reason="不是重复：另一栋楼")
+    clue = wait_until("the clue once it is no duplicate", lambda: clues(held["id"]))[0]["body"]
+    assert clue["xiansuo_lx"] and clue["mianji_m2"] == 30.0
