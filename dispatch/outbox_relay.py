@@ -145,7 +145,7 @@ class OutboxRelay:
                     self.kick()  # rows committed before the LISTEN took effect
                     async for _ in conn.notifies():
                         self.kick()
-            except (psycopg.Error, OSError) as exc:
+            except Exception as exc:  # database down or restarted: the sweep goes on meanwhile
                 log.warning("outbox relay: LISTEN connection failed (%s); retrying in %.1f s", exc, retry_s)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), retry_s)

@@ -1,7 +1,8 @@
 """Bulk COPY writes and the outbox relay's passes, on the real PostgreSQL.
 
-The relay's guarantees (in id order, one pass at a time, marked only after the bus acknowledged)
-and the pipeline publishing each batch's deltas right after its commit.
+The relay's guarantees (in id order, one pass at a time, marked only after the bus acknowledged),
+the pipeline publishing each batch's deltas right after its commit, and other writers waking the
+relay through NOTIFY.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dispatch.outbox_relay import DELTA_ID_HEADER, RELAY_LOCK_KEY, OutboxRelay
 from dispatch.pipeline import Pipeline
 from dispatch.settings import Settings
 from dispatch.store.bulk import JsonText, copy_rows
+from dispatch.store.effects import Effects
 from dispatch.store.models import OutboxMessage
 from tests.factories import make_event
 
@@ -161,8 +163,6 @@ async def test_the_pipeline_kicks_the_relay_after_each_commit(clean_db: Engine, 
 async def test_other_writers_wake_the_relay_through_notify(clean_db: Engine, topic_prefix: str) -> None:
     """An operator's action or the watcher (no relay of their own to kick) commits outbox rows
     with a NOTIFY: the relay publishes them at once, though its own sweep is a minute away."""
-    from dispatch.store.effects import Effects
-
     topics = Topics.from_settings(Settings(topic_prefix=topic_prefix))
     bus = LocalBus()
     await bus.ensure_topics(topics.partitions)
