@@ -90,6 +90,17 @@ def clean_db(engine: Engine) -> Engine:
     return engine
 
 
+@pytest.fixture(scope="module")
+def huadu_module(engine: Engine) -> Engine:
+    """An empty database with Huadu (440114) loaded, once for the whole test module."""
+    from dispatch.store.areas import load_district
+
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        load_district(conn, "440114")
+    return engine
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> str:
     return os.environ.get("YOUHU_KAFKA_BOOTSTRAP") or _deploy("kafka.sh")

@@ -22,7 +22,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, text
 
 from dispatch.access import Role
-from dispatch.store.areas import load_district
 from dispatch.store.models import Case, CaseSource
 from tests.auth_helpers import local_app, user_headers
 
@@ -157,37 +156,27 @@ def _seed(engine: Engine) -> list[Seeded]:
 
 
 @pytest.fixture(scope="module")
-def huadu(engine: Engine) -> Engine:
-    from tests.conftest import TABLES
-
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
-        load_district(conn, "440114")
-    return engine
-
-
-@pytest.fixture(scope="module")
-def seeded(huadu: Engine) -> list[Seeded]:
-    with huadu.begin() as conn:
+def seeded(huadu_module: Engine) -> list[Seeded]:
+    with huadu_module.begin() as conn:
         conn.execute(text("TRUNCATE cases, case_sources RESTART IDENTITY CASCADE"))
-    return _seed(huadu)
+    return _seed(huadu_module)
 
 
 @pytest.fixture(scope="module")
-def client(huadu: Engine, database_url: str) -> Iterator[TestClient]:
+def client(huadu_module: Engine, database_url: str) -> Iterator[TestClient]:
     with local_app(database_url, "theat.") as c:
         yield c
 
 
 @pytest.fixture(scope="module")
-def who(client: TestClient, huadu: Engine, seeded: list[Seeded]) -> dict[str, dict[str, str]]:
+def who(client: TestClient, huadu_module: Engine, seeded: list[Seeded]) -> dict[str, dict[str, str]]:
     grid_a1 = next(s.grid for s in seeded if s.street == A)
     return {
-        "supervisor": user_headers(client, huadu, "h-sup", Role.supervisor, district_wide=True),
-        "op_a": user_headers(client, huadu, "h-op-a", Role.operator, streets=frozenset({A})),
-        "op_b": user_headers(client, huadu, "h-op-b", Role.operator, streets=frozenset({B})),
-        "inspector": user_headers(client, huadu, "h-insp", Role.inspector, grids=frozenset({grid_a1})),
-        "unit": user_headers(client, huadu, "h-unit", Role.unit_staff, unit="dept.swj"),
+        "supervisor": user_headers(client, huadu_module, "h-sup", Role.supervisor, district_wide=True),
+        "op_a": user_headers(client, huadu_module, "h-op-a", Role.operator, streets=frozenset({A})),
+        "op_b": user_headers(client, huadu_module, "h-op-b", Role.operator, streets=frozenset({B})),
+        "inspector": user_headers(client, huadu_module, "h-insp", Role.inspector, grids=frozenset({grid_a1})),
+        "unit": user_headers(client, huadu_module, "h-unit", Role.unit_staff, unit="dept.swj"),
     }
 
 
@@ -248,13 +237,13 @@ def test_a_geojson_feature_collection_of_weighted_cells(
 
 
 def test_a_cell_sits_at_the_mean_of_its_cases(
-    client: TestClient, who: dict[str, dict[str, str]], seeded: list[Seeded], huadu: Engine
+    client: TestClient, who: dict[str, dict[str, str]], seeded: list[Seeded], huadu_module: Engine
 ) -> None:
     # The 5 cases of street B today, in one 5 km cell: one feature at their mean position.
     body = _get(client, who["op_b"], period="today", cell_m=5000)
     assert [f["properties"]["weight"] for f in body["features"]] == [5]
     ids = [s.id for s in seeded if s.street == B and _on_map(s) and _in_days(s, 0)]
-    with huadu.connect() as conn:
+    with huadu_module.connect() as conn:
         lon, lat = conn.execute(
             text("SELECT avg(ST_X(point)), avg(ST_Y(point)) FROM cases WHERE id = ANY(:ids)"), {"ids": ids}
         ).one()
@@ -329,34 +318,34 @@ def test_category_group_and_source_filters(
 
 
 def test_scope_operator_inspector_and_unit_see_only_their_own(
-    client: TestClient, who: dict[str, dict[str, str]], seeded: list[Seeded], huadu: Engine
+    client: TestClient, who: dict[str, dict[str, str]], seeded: list[Seeded], huadu_module: Engine
 ) -> None:
     recent = [s for s in seeded if _on_map(s) and _in_days(s, 29)]
     op_a = _get(client, who["op_a"], period="30d")
     assert op_a["total"] == sum(s.street == A for s in recent) == 12
-    assert _inside(huadu, op_a, "street", A) and not _inside(huadu, op_a, "street", B)
+    assert _inside(huadu_module, op_a, "street", A) and not _inside(huadu_module, op_a, "street", B)
     op_b = _get(client, who["op_b"], period="30d")
     assert op_b["total"] == sum(s.street == B for s in recent) == 7
-    assert _inside(huadu, op_b, "street", B)
+    assert _inside(huadu_module, op_b, "street", B)
     # Asking for another street's category does not widen the scope.
     assert _get(client, who["op_b"], period="30d", category="site.dust")["total"] == 0
 
     grid = next(s.grid for s in seeded if s.street == A)
     insp = _get(client, who["inspector"], period="30d")
     assert insp["total"] == sum(s.grid == grid for s in recent) == 6
-    assert _inside(huadu, insp, "grid", grid)
+    assert _inside(huadu_module, insp, "grid", grid)
 
     unit = _get(client, who["unit"], period="30d")
     assert unit["total"] == sum(s.unit == "dept.swj" for s in recent) == 4
 
 
-def test_partners_may_not(client: TestClient, huadu: Engine) -> None:
+def test_partners_may_not(client: TestClient, huadu_module: Engine) -> None:
     from dispatch.access import Scope
     from dispatch.store import accounts as store
     from tests.auth_helpers import ensure_account
 
-    pid = ensure_account(huadu, "h-partner", Role.partner, Scope(source="partner"))
-    with huadu.begin() as conn:
+    pid = ensure_account(huadu_module, "h-partner", Role.partner, Scope(source="partner"))
+    with huadu_module.begin() as conn:
         key = store.issue_api_key(conn, pid)
     assert client.get("/api/v1/center/heat", headers={"X-API-Key": key}).status_code == 403
     assert client.get("/api/v1/center/heat").status_code == 401
@@ -389,13 +378,13 @@ def test_bad_input_is_422_with_the_reason(
 
 
 def test_a_year_of_cases_stays_small(
-    client: TestClient, who: dict[str, dict[str, str]], huadu: Engine
+    client: TestClient, who: dict[str, dict[str, str]], huadu_module: Engine
 ) -> None:
     """20,000 cases over the last year on a lattice over the district: at most max_cells cells,
     the cell side raised as needed, and every case still counted once."""
     n = 20_000
     today = _today_start()
-    with huadu.connect() as conn:
+    with huadu_module.connect() as conn:
         w, s, e, north = conn.execute(
             text(
                 "SELECT ST_XMin(b), ST_YMin(b), ST_XMax(b), ST_YMax(b) FROM "
@@ -420,7 +409,7 @@ def test_a_year_of_cases_stays_small(
                 "reported_at": today - timedelta(days=k % 365, hours=-10),
             }
         )
-    with huadu.begin() as conn:
+    with huadu_module.begin() as conn:
         conn.execute(insert(Case), rows)
     try:
         frm, to = (today - timedelta(days=365)).date(), (today + timedelta(days=1)).date()
@@ -440,5 +429,5 @@ def test_a_year_of_cases_stays_small(
         assert _get(client, who["op_a"], **params)["total"] == 0
         json.dumps(body)  # plain JSON all the way down
     finally:
-        with huadu.begin() as conn:
+        with huadu_module.begin() as conn:
             conn.execute(text("DELETE FROM cases WHERE id >= 100000"))

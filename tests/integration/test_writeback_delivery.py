@@ -11,14 +11,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from dispatch.event_data import EventData, PointGeometry, Reporter, SourceCategory
 from dispatch.events import CanonicalEvent, to_message
-from dispatch.store.areas import load_district
 from geo.crs import wgs84_to_bd09
 from tests.auth_helpers import as_admin
-from tests.conftest import TABLES
 from tests.integration.writeback_helpers import (
     ID_FIELD,
     Sim,
@@ -39,14 +37,6 @@ MAX_AGE_S = 6.0
 
 
 @pytest.fixture(scope="module")
-def huadu(engine: Engine) -> Engine:
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
-        load_district(conn, "440114")
-    return engine
-
-
-@pytest.fixture(scope="module")
 def sims() -> Iterator[dict[str, Sim]]:
     found, stop = start_simulators(SOURCES, strict_records=True)
     yield found
@@ -54,7 +44,9 @@ def sims() -> Iterator[dict[str, Sim]]:
 
 
 @pytest.fixture(scope="module")
-def platform(huadu: Engine, database_url: str, sims: dict[str, Sim]) -> Iterator[tuple[TestClient, Any]]:
+def platform(
+    huadu_module: Engine, database_url: str, sims: dict[str, Sim]
+) -> Iterator[tuple[TestClient, Any]]:
     settings = platform_settings(database_url, "wbdel.", sims, writeback_max_age_s=MAX_AGE_S)
     with TestClient(create_app(settings)) as client:
         yield as_admin(client), settings

@@ -15,12 +15,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from jsonschema import Draft202012Validator
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from connectors.writeback.schemas import SCHEMA_DIR
-from dispatch.store.areas import load_district
 from tests.auth_helpers import as_admin
-from tests.conftest import TABLES
 from tests.integration.writeback_helpers import (
     ID_FIELD,
     Sim,
@@ -53,14 +51,6 @@ EXPECTED = {
 
 
 @pytest.fixture(scope="module")
-def huadu(engine: Engine) -> Engine:
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
-        load_district(conn, "440114")
-    return engine
-
-
-@pytest.fixture(scope="module")
 def sims() -> Iterator[dict[str, Sim]]:
     found, stop = start_simulators(SOURCES, strict_records=True)
     yield found
@@ -68,7 +58,9 @@ def sims() -> Iterator[dict[str, Sim]]:
 
 
 @pytest.fixture(scope="module")
-def platform(huadu: Engine, database_url: str, sims: dict[str, Sim]) -> Iterator[tuple[TestClient, Any]]:
+def platform(
+    huadu_module: Engine, database_url: str, sims: dict[str, Sim]
+) -> Iterator[tuple[TestClient, Any]]:
     settings = platform_settings(database_url, "wbe2e.", sims)
     with TestClient(create_app(settings)) as client:
         yield as_admin(client), settings
