@@ -15,18 +15,19 @@ ten minutes; about 5 % duplicates: the same problem reported again from another 
 minutes later, with a native code of the same unified category, so merging (多网融合) is
 exercised. Serialised with ``dispatch.events.to_message`` (CloudEvents structured JSON).
 
-**Load generator and observer.** Events are published by Kafka's own console producer
-(``org.apache.kafka.tools.ConsoleProducer``, a JVM; linger 5 ms, 256 KiB batches, acks=all, as the
-platform's ``KafkaBus``) fed through a pipe: about 2 CPU seconds for 60,000 events, independent
-of the Python client under test (kafka-python without its ``crc32c`` extension spends 150–250 µs
-of CPU per KiB on checksums, and would take a core from the workers). An event's publish time is
-when its line is written to the pipe. Deltas are read by a kafka-python consumer in a thread of
-this process (all partitions assigned, ``check_crcs=False``), deduplicated by ``delta_id``; an
-event is done when an ``opened`` delta naming it is consumed.
+**Load generator and observer.** Events are published by a confluent-kafka producer in a thread
+of this process, configured as the platform's ``KafkaBus`` (idempotent, acks=all, linger 5 ms,
+256 KiB batches, Java's murmur2 partitioner): ~7 µs of CPU an event, where Kafka's console
+producer (a JVM fed by a pipe, used before) took ~27 µs, on the same two cores as the system under
+test. An event's publish time is when it is handed to the producer. Deltas are read by a
+confluent-kafka consumer in a thread of this process (all partitions assigned), deduplicated by
+``delta_id``; an event is done when an ``opened`` delta naming it is consumed.
 
 Measures, in this order:
 
 1. Warm-up: the workers start; 400-event chunks until both have built their grid index; then
+   until the consumer group is stable with every worker owning partitions (a member that joins
+   late takes its share in a rebalance, during which one worker would do all the work); then
    ANALYZE (as autovacuum keeps a database in service: a table never analyzed is planned as
    if empty).
 2. Throughput: ``BENCH_PIPELINE_EVENTS`` (60,000) events written to the producer at once,
@@ -81,7 +82,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import orjson
@@ -98,10 +99,9 @@ WORKERS = int(os.environ.get("BENCH_PIPELINE_WORKERS", "2"))
 KEEP_LOGS = os.environ.get("BENCH_PIPELINE_KEEP_LOGS", "0") == "1"
 KEEP_DB = os.environ.get("BENCH_PIPELINE_KEEP_DB", "0") == "1"  # for a post-mortem (EXPLAIN, counts)
 PROBE_RATE = 200.0  # plain-message round trips per second during the latency phase
-# The paced phase writes what is due every 20 ms (20 events at 1,000/s; each event's publish time
-# is still its own write). Kafka's console producer costs CPU per write, not per event: paced
-# 1,000/s, it took 0.63 of a core writing every 1 ms, 0.16 every 10 ms, 0.03 every 50 ms — on
-# this 2-core machine a 1 ms pace made the load generator, not the system, the largest user.
+# The paced phase hands what is due to the producer every 20 ms (20 events at 1,000/s, each
+# stamped when handed over): a burst every tick, as from a connector's poll, and a pacing loop
+# that does not itself take a share of the 2 cores.
 PACE_TICK_S = 0.02
 WARMUP_CHUNK = 400
 DUPLICATE_SHARE = 0.05
@@ -309,59 +309,47 @@ def make_workload(n: int, seed: int, run: str) -> Workload:
 # ---- Kafka: load generator, delta watcher ----------------------------------------------------------
 
 
-class ConsoleProducer:
-    """Kafka's console producer (JVM) on ``topic``, fed ``header\\tkey\\tvalue`` lines by a pipe."""
+class LineProducer:
+    """A confluent-kafka producer on ``topic`` (the platform's ``KafkaBus`` settings), taking the
+    workload's ``header\tkey\tvalue`` lines."""
 
-    def __init__(self, bootstrap: str, topic: str, log: IO[bytes]) -> None:
-        # linger.ms 5 and 256 KiB batches, as the platform's KafkaBus producer.
-        options = (
-            "--property parse.key=true --property parse.headers=true --timeout 5 "
-            "--max-partition-memory-bytes 262144 --max-memory-bytes 268435456 "
-            "--request-timeout-ms 30000 --request-required-acks all"
-        )
-        self.proc = subprocess.Popen(
-            [
-                *KAFKA_TOOL,
-                "org.apache.kafka.tools.ConsoleProducer",
-                *f"--bootstrap-server {bootstrap}".split(),
-                *f"--topic {topic} {options}".split(),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=log,
-            stderr=log,
-        )
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        from confluent_kafka import Producer
+
+        from dispatch.bus.kafka import producer_config
+
+        self.topic = topic
+        self.producer = Producer(producer_config(bootstrap, "bench-load"))
+        self.errors: list[str] = []
+
+    def _delivered(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self.errors.append(err.str())
 
     def write(self, data: bytes) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(data)
-        self.proc.stdin.flush()
+        for line in data.splitlines():
+            header, key, value = line.split(b"\t", 2)
+            name, _, hval = header.partition(b":")
+            while True:
+                try:
+                    self.producer.produce(
+                        self.topic,
+                        value=value,
+                        key=key,
+                        headers=[(name.decode(), hval)],
+                        on_delivery=self._delivered,
+                    )
+                    break
+                except BufferError:  # the local queue is full: let the broker catch up
+                    self.producer.poll(0.05)
+        self.producer.poll(0)
+        if self.errors:
+            raise RuntimeError(f"the load producer's messages were refused: {self.errors[0]}")
 
     def close(self) -> None:
-        """End of input: the producer sends what it has and exits. One that has stopped reading
-        (the broker went away) is killed instead of blocking the run."""
-
-        def close_stdin() -> None:
-            if self.proc.stdin is not None:
-                with contextlib.suppress(OSError, ValueError):
-                    self.proc.stdin.close()
-
-        closer = threading.Thread(target=close_stdin, daemon=True)
-        closer.start()
-        closer.join(60)
-        try:
-            self.proc.wait(1 if closer.is_alive() else 60)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def kill(self) -> None:
-        for pid in (*_children(self.proc.pid), self.proc.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def java_pid(self) -> int | None:
-        kids = _children(self.proc.pid)
-        return kids[0] if kids else None
+        left = self.producer.flush(60)
+        if left or self.errors:
+            say(f"load producer: {left} messages unsent, errors {self.errors[:3]}")
 
 
 @dataclass
@@ -384,36 +372,34 @@ class Phase:
 
 
 class Watcher:
-    """A kafka-python consumer of every partition of ``topic`` from the start, in a thread;
-    ``on_record(record, now)`` for each record.
+    """A confluent-kafka consumer of every partition of ``topic`` from the start, in a thread;
+    ``on_record(record, now)`` for each record (a ``confluent_kafka.Message``).
 
-    Partitions are assigned, not subscribed through a group: a group joined right after the
-    topic was created can be handed no partitions (no metadata yet) and keep that assignment
-    until the next metadata refresh, minutes later.
+    Partitions are assigned, not subscribed through a group: no group join to wait for, and no
+    offsets of the observer's in the broker.
     """
 
     def __init__(
         self, bootstrap: str, topic: str, client_id: str, on_record: Callable[[Any, float], None]
     ) -> None:
-        from kafka import KafkaConsumer
-        from kafka.structs import TopicPartition
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap,
-            client_id=client_id,
-            enable_auto_commit=False,
-            check_crcs=False,
-            max_poll_records=5000,
-            metrics_enabled=False,  # as the workers: the observer's CPU is taken from them
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "client.id": client_id,
+                "group.id": client_id,  # required by the client; offsets are never committed
+                "enable.auto.commit": False,
+            }
         )
         deadline = time.monotonic() + 60
-        while not (parts := self.consumer.partitions_for_topic(topic)):
+        while not (meta := self.consumer.list_topics(topic, timeout=10).topics.get(topic)) or (
+            meta.error is not None or not meta.partitions
+        ):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no partitions for {topic}")
             time.sleep(0.2)
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        self.consumer.assign(tps)
-        self.consumer.seek_to_beginning(*tps)
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(meta.partitions)])
         self.on_record = on_record
         self.stop = threading.Event()
         self.lock = threading.Lock()
@@ -424,11 +410,14 @@ class Watcher:
         failures = 0
         while not self.stop.is_set():
             try:
-                batches = self.consumer.poll(timeout_ms=100, max_records=5000)
+                first = self.consumer.poll(0.1)
+                if first is None:
+                    continue
+                batch = [first, *self.consumer.consume(5000, 0)]
                 now = time.time()
                 with self.lock:
-                    for recs in batches.values():
-                        for r in recs:
+                    for r in batch:
+                        if r.error() is None:
                             self.on_record(r, now)
             except Exception as exc:  # shown, and the watch goes on: a dead watcher looks like a stall
                 failures += 1
@@ -452,7 +441,7 @@ class DeltaLog:
         self.changes: Counter[str] = Counter()
 
     def on_record(self, r: Any, now: float) -> None:
-        d = orjson.loads(r.value)
+        d = orjson.loads(r.value())
         did = int(d["delta_id"])
         if did in self.delta_ids:
             self.repeats += 1
@@ -466,7 +455,7 @@ class DeltaLog:
             eid = e.get("id")
             if eid in p.pending:
                 p.consumed[eid] = now
-                p.delta_ts[eid] = r.timestamp / 1000.0
+                p.delta_ts[eid] = r.timestamp()[1] / 1000.0
                 p.pending.discard(eid)
         if not p.pending:
             p.done.set()
@@ -479,7 +468,7 @@ class ProbeLog:
         self.phase = Phase()
 
     def on_record(self, r: Any, now: float) -> None:
-        k = r.key.decode()
+        k = r.key().decode()
         p = self.phase
         if k in p.pending:
             p.consumed[k] = now
@@ -489,10 +478,10 @@ class ProbeLog:
 
 
 def _paced(
-    producers: Sequence[tuple[ConsoleProducer, Workload, Phase, threading.Lock, float]], seconds: float
+    producers: Sequence[tuple[LineProducer, Workload, Phase, threading.Lock, float]], seconds: float
 ) -> None:
     """Write each workload at its rate (events/s) for ``seconds``, stamping publish times. A
-    producer that stops taking input (its broker went away) is killed, and the run fails."""
+    producer that stops taking events (its broker went away) fails the run."""
     errors: list[BaseException] = []
 
     def pace() -> None:
@@ -505,15 +494,13 @@ def _paced(
     pacer.start()
     pacer.join(seconds + 60)
     if pacer.is_alive():
-        for prod, *_ in producers:
-            prod.kill()
-        raise RuntimeError("the console producer stopped taking events: is Kafka still up?")
+        raise RuntimeError("the load producer stopped taking events: is Kafka still up?")
     if errors:
         raise errors[0]
 
 
 def _pace(
-    producers: Sequence[tuple[ConsoleProducer, Workload, Phase, threading.Lock, float]], seconds: float
+    producers: Sequence[tuple[LineProducer, Workload, Phase, threading.Lock, float]], seconds: float
 ) -> None:
     t0 = time.time()
     sent = [0] * len(producers)
@@ -550,6 +537,23 @@ def _wait(phase: Phase, timeout_s: float, what: str) -> bool:
 
 
 # ---- workers ---------------------------------------------------------------------------------------
+
+
+def _group_owners(admin: Any, group: str, topic: str) -> list[int]:
+    """How many partitions of ``topic`` each member of the consumer group ``group`` owns (empty
+    while the group is rebalancing or has no members)."""
+    from confluent_kafka import ConsumerGroupState
+
+    try:
+        desc = admin.describe_consumer_groups([group], request_timeout=10)[group].result(15)
+    except Exception:  # the group does not exist yet
+        return []
+    if desc.state != ConsumerGroupState.STABLE:
+        return []
+    return [
+        sum(tp.topic == topic for tp in (m.assignment.topic_partitions if m.assignment else ()))
+        for m in desc.members
+    ]
 
 
 def _spawn_worker(settings: Any, log_path: Path) -> subprocess.Popen[bytes]:
@@ -839,7 +843,7 @@ def _pct(a: np.ndarray, q: float) -> float:
 # ---- where a worker's time goes --------------------------------------------------------------------
 
 
-def profile_stages(url: str, bootstrap: str, prefix: str, n: int, log: IO[bytes]) -> None:
+def profile_stages(url: str, bootstrap: str, prefix: str, n: int) -> None:
     """A worker's stages in one thread, timed apart, on ``n`` new events.
 
     After the run, on the pipeline's database as the run left it (ANALYZEd), with the platform's
@@ -848,17 +852,14 @@ def profile_stages(url: str, bootstrap: str, prefix: str, n: int, log: IO[bytes]
     stage (process CPU includes the Kafka clients' network threads, so the CRC work of the
     consumer and of the relay's producer lands in its stage), wall time per kind of SQL statement,
     and Python's garbage collections. Every other batch runs under cProfile instead of being timed,
-    and its top functions are printed. Uses ``Pipeline._record``, the transaction on its own.
+    and its top functions are printed. Uses ``Pipeline._record``, the transaction on its own, and
+    the platform's Kafka consumer (``KafkaBus.consumer``).
     """
     import cProfile
     import gc
     import io
     import pstats
 
-    from kafka import KafkaConsumer
-    from kafka.record import util as kafka_record_util
-    from kafka.record.util import calc_crc32c
-    from kafka.structs import OffsetAndMetadata, TopicPartition
     from sqlalchemy import event, text
 
     from dispatch.events import parse_event
@@ -879,19 +880,10 @@ def profile_stages(url: str, bootstrap: str, prefix: str, n: int, log: IO[bytes]
     with rt.engine.begin() as conn:
         conn.execute(text("ANALYZE"))
     wl = make_workload(n, seed=11, run=f"{prefix}profile")
-    producer = ConsoleProducer(bootstrap, rt.topics.events, log)
+    producer = LineProducer(bootstrap, rt.topics.events)
     producer.write(b"".join(wl.lines))
-    producer.close()  # returns when the producer has sent everything and exited
-    consumer = KafkaConsumer(  # as dispatch.bus.kafka.KafkaBusConsumer
-        rt.topics.events,
-        bootstrap_servers=bootstrap,
-        group_id=f"{prefix}profile",
-        client_id="bench-profile",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        session_timeout_ms=10_000,
-        heartbeat_interval_ms=3_000,
-    )
+    producer.close()  # returns when the broker has acknowledged everything
+    consumer = loop.run_until_complete(rt.bus.consumer(f"{prefix}profile", [rt.topics.events]))
     try:
         pipeline, relay = rt.pipeline(), rt.relay()
         statements: dict[str, float] = {}  # seconds per kind of statement, timed batches only
@@ -926,11 +918,11 @@ def profile_stages(url: str, bootstrap: str, prefix: str, n: int, log: IO[bytes]
         gc.collect()
         gc.freeze()  # as Runtime.run_dispatcher does once the context is loaded
         names = {
-            "poll": "kafka poll (fetch, CRC check, decode)",
+            "poll": "kafka poll (fetch, decode)",
             "parse": "parse + validate (parse_event)",
             "record": "one transaction (Pipeline._record)",
             "commit": "offset commit",
-            "relay": "relay: fetch outbox, publish (CRC), mark",
+            "relay": "relay: fetch outbox, publish, mark",
         }
         wall = dict.fromkeys(names, 0.0)
         cpu = dict.fromkeys(names, 0.0)
@@ -941,8 +933,7 @@ def profile_stages(url: str, bootstrap: str, prefix: str, n: int, log: IO[bytes]
         while timed_events + profiled_events < n and time.monotonic() < deadline:
             profiled = k % 2 == 1
             w0, c0 = time.perf_counter(), time.process_time()
-            polled = consumer.poll(timeout_ms=1000, max_records=settings.batch_size)
-            records = [r for recs in polled.values() for r in recs]
+            records = loop.run_until_complete(consumer.poll(settings.batch_size, 1.0))
             if not records:
                 continue
             k += 1
@@ -950,15 +941,11 @@ def profile_stages(url: str, bootstrap: str, prefix: str, n: int, log: IO[bytes]
             if profiled:
                 prof.enable()
             timing[0] = not profiled
-            events = [parse_event(r.value, tuple((h, v or b"") for h, v in r.headers or ())) for r in records]
+            events = [parse_event(r.value, r.headers) for r in records]
             marks.append((time.perf_counter(), time.process_time()))
             pipeline._record(events)
             marks.append((time.perf_counter(), time.process_time()))
-            offsets: dict[TopicPartition, int] = {}
-            for r in records:
-                tp = TopicPartition(r.topic, r.partition)
-                offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
-            consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+            loop.run_until_complete(consumer.commit(records))
             marks.append((time.perf_counter(), time.process_time()))
             while loop.run_until_complete(relay.publish_once()):
                 pass
@@ -973,16 +960,6 @@ def profile_stages(url: str, bootstrap: str, prefix: str, n: int, log: IO[bytes]
                 wall[name] += b[0] - a[0]
                 cpu[name] += b[1] - a[1]
         timing[0] = False
-        with rt.engine.connect() as conn:
-            n_deltas, delta_bytes = conn.execute(
-                text("SELECT count(*), coalesce(sum(length(payload::text)), 0) FROM outbox WHERE topic = :t"),
-                {"t": rt.topics.cases},
-            ).one()
-        crc_native = getattr(kafka_record_util, "crc32c_c", None) is not None
-        blob = memoryview(b"x" * 1_000_000)
-        t = time.process_time()
-        calc_crc32c(blob)
-        crc_us_per_kb = (time.process_time() - t) * 1e6 / (len(blob) / 1024)
         ev = max(timed_events, 1)
         say(
             f"stage profile of one worker (one thread, batches of {settings.batch_size}): "
@@ -1007,13 +984,6 @@ def profile_stages(url: str, bootstrap: str, prefix: str, n: int, log: IO[bytes]
             f"  Python's garbage collector: {gc_stats['s'] / ev * 1000:.3f} ms per event, "
             f"{gc_stats['full']:.0f} full collections of up to {gc_stats['max'] * 1000:.0f} ms"
         )
-        per_event_kb = consumed_bytes / ev / 1024 + (delta_bytes / max(n_deltas, 1)) * (n_deltas / ev) / 1024
-        how = "the crc32c extension" if crc_native else "pure Python (the `crc32c` package is not installed)"
-        say(
-            f"kafka-python's CRC32C: {how}, {crc_us_per_kb:.2f} µs per KiB: "
-            f"≈ {per_event_kb * crc_us_per_kb / 1000:.3f} ms of CPU per event "
-            f"({per_event_kb:.2f} KiB consumed + produced per event)"
-        )
         for title, order, pattern, count in (
             ("the platform's functions, by cumulative time", "cumulative", r"/dispatch/", 18),
             ("hot spots, by own time", "tottime", "", 14),
@@ -1025,7 +995,7 @@ def profile_stages(url: str, bootstrap: str, prefix: str, n: int, log: IO[bytes]
                 if re.match(r"\s+(\d|ncalls)", line):
                     say("  " + line.rstrip().replace(str(REPO) + "/", "").replace(site, "")[:160])
     finally:
-        consumer.close()
+        loop.run_until_complete(consumer.close())
         loop.run_until_complete(rt.close())
         loop.close()
 
@@ -1046,8 +1016,7 @@ def _cleanup(stack: list[Callable[[], None]]) -> Iterator[None]:
 
 
 def main() -> int:
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
+    from confluent_kafka.admin import AdminClient, NewTopic
 
     from dispatch.runtime import open_runtime
     from dispatch.settings import Settings
@@ -1085,14 +1054,14 @@ def main() -> int:
 
         tp = asyncio.run(topics())
         probe_topic, naive_topic = f"{prefix}bench.probe", f"{prefix}bench.naive-deltas"
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-admin")
-        admin.create_topics([NewTopic(probe_topic, 8, 1), NewTopic(naive_topic, 8, 1)], timeout_ms=30_000)
+        admin = AdminClient({"bootstrap.servers": bootstrap, "client.id": "bench-admin"})
+        for f in admin.create_topics([NewTopic(probe_topic, 8, 1), NewTopic(naive_topic, 8, 1)]).values():
+            f.result(60)
 
         def drop_topics() -> None:
-            names = [t for t in admin.list_topics() if t.startswith(prefix)]
-            if names:
-                admin.delete_topics(names, timeout_ms=30_000)
-            admin.close()
+            names = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
+            for f in admin.delete_topics(names, operation_timeout=30).values() if names else ():
+                f.result(60)
 
         stack.append(drop_topics)
 
@@ -1116,10 +1085,9 @@ def main() -> int:
             wl.slice(n_warm + N, len(wl.ids)),
         )
 
-        plog = (tmp / "producers.log").open("ab")
-        producer = ConsoleProducer(bootstrap, tp.events, plog)
+        producer = LineProducer(bootstrap, tp.events)
         stack.append(producer.close)
-        probe_producer = ConsoleProducer(bootstrap, probe_topic, plog)
+        probe_producer = LineProducer(bootstrap, probe_topic)
         stack.append(probe_producer.close)
         deltas, probe_log = DeltaLog(), ProbeLog()
         delta_watch = Watcher(bootstrap, tp.cases, "bench-deltas", deltas.on_record)
@@ -1127,11 +1095,11 @@ def main() -> int:
         probe_watch = Watcher(bootstrap, probe_topic, "bench-probe", probe_log.on_record)
         stack.append(probe_watch.close)
 
-        # The probe producer's first message says when the JVMs are up.
+        # The probe's first message says when the producer and the watchers are connected.
         first = probes.slice(0, 1)
         probe_log.phase.expect(first.ids)
         probe_producer.write(first.lines[0])
-        if not _wait(probe_log.phase, 120, "console producer start"):
+        if not _wait(probe_log.phase, 120, "load producer start"):
             return 1
         probes = probes.slice(1, len(probes.ids))
 
@@ -1157,7 +1125,22 @@ def main() -> int:
             ready = sum("grid index for generations" in p.read_text(errors="replace") for p in logs)
             if ready == WORKERS:
                 break
-        say(f"warm-up: {ready} of {WORKERS} workers ready after {time.perf_counter() - t:.1f} s")
+        # Every worker must own its share before the clock starts: a member that joins late takes
+        # its partitions from the other in a rebalance, and the first seconds of the run are then
+        # one worker's (the group's join is not the pipeline's throughput).
+        owners: list[int] = []
+        while time.perf_counter() - t < 120:
+            owners = _group_owners(admin, settings.consumer_group, tp.events)
+            if len(owners) == WORKERS and all(owners):
+                break
+            time.sleep(0.5)
+        else:
+            say(f"warm-up: the consumer group did not settle: partitions per member {owners}")
+            return 1
+        say(
+            f"warm-up: {ready} of {WORKERS} workers ready, partitions per member {owners}, "
+            f"after {time.perf_counter() - t:.1f} s"
+        )
         # Planner statistics, as autovacuum keeps them on a database in service: a table never
         # analyzed is planned as if empty, and a fresh one grows faster than autovacuum's round.
         _analyze(url)
@@ -1173,9 +1156,8 @@ def main() -> int:
             base_count = int(processed_before[0]) if processed_before else 0
             groups = {
                 "workers": [w.pid for w in workers],
-                "this bench (watchers, producer pipe)": [os.getpid()],
+                "this bench (load producer, watchers)": [os.getpid()],
                 "kafka broker": _broker_pids(),
-                "console producer (JVM)": [p for p in (producer.java_pid(),) if p],
             }
             cpu0, w0 = _cpu_snapshot(groups), time.time()
             sampler.start()
@@ -1278,7 +1260,7 @@ def main() -> int:
         }
         if PROFILE:
             say(f"stage profile: {PROFILE_EVENTS:,} new events through one worker's stages, in one thread")
-            profile_stages(url, bootstrap, prefix, PROFILE_EVENTS, plog)
+            profile_stages(url, bootstrap, prefix, PROFILE_EVENTS)
         say("targets: " + ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in met.items()))
         if not ok:
             _worker_report(logs)

@@ -24,7 +24,7 @@ each account logged in once and its token shared by its clients:
   working statuses.
 
 **Deltas** (``BENCH_WS_RATE``, 500/s, for ``BENCH_WS_SECONDS``, 30 s), published straight to
-``youhu.cases.v1`` (key = case id, header ``youhu.delta.id``) by a kafka-python producer configured
+``youhu.cases.v1`` (key = case id, header ``youhu.delta.id``) by a confluent-kafka producer configured
 as the platform's outbox relay (acks=all, linger 5 ms), in a thread of this process. They are shaped
 as the relay's (README "Case deltas") and follow a plausible life: 35 % open a new case (in a
 street weighted by its size: the four urban streets and 狮岭 twice the towns), the rest move an
@@ -566,18 +566,13 @@ class Publisher:
     """Deltas to Kafka at a fixed rate, each stamped with the time it is handed to the producer."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        from kafka import KafkaProducer
+        from confluent_kafka import Producer
+
+        from dispatch.bus.kafka import producer_config
 
         self.topic = topic
         # As the platform's KafkaBus producer (the outbox relay's): idempotent, acks=all, linger 5 ms.
-        self.producer = KafkaProducer(
-            bootstrap_servers=bootstrap,
-            client_id="bench-ws",
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=5,
-            batch_size=256 * 1024,
-        )
+        self.producer = Producer(producer_config(bootstrap, "bench-ws"))
         self.sent_at: dict[int, float] = {}
 
     def run(self, d: Deltas, rate: float) -> tuple[float, float]:
@@ -596,13 +591,14 @@ class Publisher:
                     value = orjson.dumps({k: v for k, v in body.items() if k != "_raw"} | {"bench_t": stamp})
                     body["_raw"] = value
                     self.sent_at[body["delta_id"]] = stamp
-                self.producer.send(
+                self.producer.produce(
                     self.topic,
                     key=str(body["case_id"]).encode(),
                     value=value,
                     headers=[("youhu.delta.id", str(body["delta_id"]).encode())],
                 )
                 i += 1
+            self.producer.poll(0)  # serve delivery reports
             time.sleep(0.002)
         self.producer.flush(30)
         return t0, time.time()
@@ -611,7 +607,7 @@ class Publisher:
         return {int(i): self.sent_at[int(i)] for i in d.ids}
 
     def close(self) -> None:
-        self.producer.close(10)
+        self.producer.flush(10)
 
 
 # ---- analysis --------------------------------------------------------------------------------------
@@ -1010,15 +1006,12 @@ def main() -> int:
             stack.append(lambda: _drop_database(server, url))
 
             def drop_topics() -> None:
-                from kafka import KafkaAdminClient
+                from confluent_kafka.admin import AdminClient
 
-                admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-ws-admin")
-                try:
-                    names = [t for t in admin.list_topics() if t.startswith(prefix)]
-                    if names:
-                        admin.delete_topics(names, timeout_ms=30_000)
-                finally:
-                    admin.close()
+                admin = AdminClient({"bootstrap.servers": bootstrap, "client.id": "bench-ws-admin"})
+                names = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
+                for future in admin.delete_topics(names, operation_timeout=30).values() if names else ():
+                    future.result(60)
 
             stack.append(drop_topics)
             create_accounts(url, sorted({s.account for s in specs}, key=lambda a: a.username))

@@ -1,6 +1,6 @@
 """The floor of ``bench_pipeline``: a naive dispatcher, one transaction and one PostGIS query per event.
 
-What a first implementation of the dispatcher would look like. One kafka-python consumer (the
+What a first implementation of the dispatcher would look like. One confluent-kafka consumer (the
 same client configuration as the platform's ``KafkaBusConsumer``: no auto-commit, earliest)
 reads the canonical events; for EACH event:
 
@@ -29,8 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from kafka import KafkaConsumer, KafkaProducer
-from kafka.structs import OffsetAndMetadata
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from sqlalchemy import Connection, text
 
 from dispatch.duplicates import Candidate, Verdict, best_match
@@ -240,44 +239,60 @@ def run_naive(
     engine = make_engine(database_url, pool_size=1)
     with engine.connect() as conn:
         generation = active_generations(conn)[0]
-    consumer = KafkaConsumer(
-        events_topic,
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        client_id="bench-naive",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        session_timeout_ms=10_000,
-        heartbeat_interval_ms=3_000,
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "client.id": "bench-naive",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 3_000,
+        }
     )
+    consumer.subscribe([events_topic])
     # No linger: a per-event publish that waits for its acknowledgement should not wait for a batch.
-    producer = KafkaProducer(bootstrap_servers=bootstrap, client_id="bench-naive", acks="all", linger_ms=0)
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "client.id": "bench-naive",
+            "acks": "all",
+            "linger.ms": 0,
+            "partitioner": "murmur2_random",
+        }
+    )
+    acks: list[object] = []  # the delivery report of the delta in flight: None when acknowledged
     done = merged = outside = rejected = 0
     started: float | None = None
     deadline = time.monotonic() + timeout_s
     try:
         while done < events and time.monotonic() < deadline:
-            polled = consumer.poll(timeout_ms=500, max_records=1)
-            for tp, recs in polled.items():
-                for r in recs:
-                    if started is None:
-                        started = time.perf_counter()
-                    headers = tuple((k, v or b"") for k, v in (r.headers or []))
-                    try:
-                        with engine.begin() as conn:
-                            out = _process(conn, r.value, headers, generation, deltas_topic)
-                    except EventRejected:
-                        out, rejected = None, rejected + 1
-                    if out is not None:
-                        key, value, was_merged, was_outside = out
-                        producer.send(deltas_topic, key=key, value=value).get(timeout=30)
-                        merged += was_merged
-                        outside += was_outside
-                    consumer.commit({tp: OffsetAndMetadata(r.offset + 1, "", -1)})
-                    done += 1
+            r = consumer.poll(0.5)
+            if r is None or r.error() is not None:
+                continue
+            if started is None:
+                started = time.perf_counter()
+            headers = tuple((k, v or b"") for k, v in (r.headers() or []))
+            try:
+                with engine.begin() as conn:
+                    out = _process(conn, r.value() or b"", headers, generation, deltas_topic)
+            except EventRejected:
+                out, rejected = None, rejected + 1
+            if out is not None:
+                key, value, was_merged, was_outside = out
+                acks.clear()
+                producer.produce(deltas_topic, key=key, value=value, on_delivery=lambda e, _m: acks.append(e))
+                if producer.flush(30) or acks != [None]:
+                    raise KafkaException(f"delta not acknowledged: {acks}")
+                merged += was_merged
+                outside += was_outside
+            consumer.commit(
+                offsets=[TopicPartition(r.topic(), r.partition(), (r.offset() or 0) + 1)], asynchronous=False
+            )
+            done += 1
         elapsed = time.perf_counter() - started if started is not None else 0.0
     finally:
         consumer.close()
-        producer.close(10)
+        producer.flush(10)
         engine.dispose()
     return NaiveResult(done, elapsed, merged, outside, rejected)

@@ -185,7 +185,10 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
     for b in breaks:
         print(f"audit entry {b.seq}: {b.problem}", file=sys.stderr)
     for case_id, n_audit, n_timeline in mismatches:
-        print(f"case {case_id}: {n_audit} audit entries but {n_timeline} timeline lines", file=sys.stderr)
+        print(
+            f"case {case_id}: {n_audit} steps in its audit entries but {n_timeline} timeline lines",
+            file=sys.stderr,
+        )
     if breaks or mismatches:
         print(
             f"audit chain BROKEN: {len(breaks)} chain problem(s), {len(mismatches)} case(s) out of step, "
@@ -357,8 +360,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
 
 def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # kafka-python narrates every metadata refresh and connection at INFO: keep its warnings only.
-    logging.getLogger("kafka").setLevel(logging.WARNING)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

@@ -21,6 +21,9 @@ from dispatch.store.models import AuditEntry
 
 # pg_advisory_xact_lock key of the audit chain ("youhu" + "audit" in a bigint).
 AUDIT_LOCK_KEY = 0x596F7568_41756474
+# The action of an entry that holds several steps of one case made in one transaction: its
+# payload is ``{"steps": [{actor, action, at, from, to, reason, detail}, …]}`` (see Effects.step).
+STEPS = "steps"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +87,9 @@ def records(conn: Connection, *, batch: int = 5000) -> Iterator[AuditRecord]:
 _CROSS_CHECK = text(
     """
     SELECT coalesce(a.case_id, t.case_id) AS case_id, coalesce(a.n, 0) AS audit, coalesce(t.n, 0) AS timeline
-    FROM (SELECT CAST(substr(entity, 6) AS bigint) AS case_id, count(*) AS n FROM audit_log
-          WHERE entity LIKE 'case:%' GROUP BY 1) a
+    FROM (SELECT CAST(substr(entity, 6) AS bigint) AS case_id,
+                 sum(CASE WHEN action = :steps THEN jsonb_array_length(payload -> 'steps') ELSE 1 END) AS n
+          FROM audit_log WHERE entity LIKE 'case:%' GROUP BY 1) a
     FULL JOIN (SELECT case_id, count(*) AS n FROM case_timeline GROUP BY 1) t ON t.case_id = a.case_id
     WHERE a.n IS DISTINCT FROM t.n
     ORDER BY 1
@@ -94,9 +98,11 @@ _CROSS_CHECK = text(
 
 
 def timeline_mismatches(conn: Connection) -> list[tuple[int, int, int]]:
-    """Cases whose timeline and audit entries differ in number: (case, audit, timeline).
+    """Cases whose timeline lines and audited steps differ in number: (case, audit, timeline).
 
-    Every timeline line is written with its audit entry, so a difference means one of them was
+    Every timeline line is written with its audit step, so a difference means one of them was
     deleted or added outside the platform — including a deleted *last* audit entry, which the
     chain alone cannot show."""
-    return [(int(r.case_id), int(r.audit), int(r.timeline)) for r in conn.execute(_CROSS_CHECK)]
+    return [
+        (int(r.case_id), int(r.audit), int(r.timeline)) for r in conn.execute(_CROSS_CHECK, {"steps": STEPS})
+    ]

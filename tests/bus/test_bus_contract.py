@@ -22,7 +22,7 @@ async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
     if request.param == "kafka":
         bootstrap = request.getfixturevalue("kafka_bootstrap")
         # A short session lets a killed member's partitions move on quickly in these tests.
-        b = KafkaBus(bootstrap, session_timeout_ms=6000, heartbeat_interval_ms=1000)
+        b = KafkaBus(bootstrap, consumer_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})
     else:
         b = LocalBus()
     yield b

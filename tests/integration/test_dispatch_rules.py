@@ -3,6 +3,7 @@ deadlines, duplicate merging, the deadline watcher, the audit chain and `youhu a
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -234,7 +235,13 @@ def _verify(database_url: str) -> subprocess.CompletedProcess[str]:
 async def test_audit_verify_detects_edits_and_deletions(harness: Harness, database_url: str) -> None:
     await harness.run([make_event(n, lonlat=(113.2 + n * 0.01, 23.45)) for n in range(1, 6)])
     ok = _verify(database_url)
-    assert ok.returncode == 0 and "intact: 15 entries" in ok.stdout, ok.stdout + ok.stderr
+    # One entry per case: its 上报 → 立案 → 派遣, made in one transaction, are one link holding 3 steps.
+    assert ok.returncode == 0 and "intact: 5 entries" in ok.stdout, ok.stdout + ok.stderr
+    with harness.engine.connect() as conn:
+        action, steps = conn.execute(
+            text("SELECT action, payload -> 'steps' FROM audit_log WHERE seq = 1")
+        ).one()
+    assert action == "steps" and [s["action"] for s in steps] == ["reported", "register", "dispatch"]
     with harness.engine.begin() as conn:
         actor = conn.execute(text("SELECT actor FROM audit_log WHERE seq = 4")).scalar_one()
         conn.execute(text("UPDATE audit_log SET actor = 'someone-else' WHERE seq = 4"))
@@ -244,11 +251,19 @@ async def test_audit_verify_detects_edits_and_deletions(harness: Harness, databa
         conn.execute(text("UPDATE audit_log SET actor = :a WHERE seq = 4"), {"a": actor})
     assert _verify(database_url).returncode == 0
     with harness.engine.begin() as conn:
-        conn.execute(text("DELETE FROM audit_log WHERE seq = 7"))
-    deleted = _verify(database_url)
-    assert deleted.returncode == 1 and "entries 7…7 are missing" in deleted.stderr
+        step = conn.execute(text("SELECT payload FROM audit_log WHERE seq = 2")).scalar_one()
+        step["steps"][2]["detail"]["unit"] = "somewhere-else"
+        conn.execute(
+            text("UPDATE audit_log SET payload = CAST(:p AS jsonb) WHERE seq = 2"), {"p": json.dumps(step)}
+        )
+    one_step = _verify(database_url)
+    assert one_step.returncode == 1 and "audit entry 2: content does not match its hash" in one_step.stderr
     with harness.engine.begin() as conn:
-        conn.execute(text("DELETE FROM audit_log WHERE seq >= 7"))
+        conn.execute(text("DELETE FROM audit_log WHERE seq = 3"))
+    deleted = _verify(database_url)
+    assert deleted.returncode == 1 and "entries 3…3 are missing" in deleted.stderr
+    with harness.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_log WHERE seq >= 3"))
     # The chain that is left is intact; the cross-check with the timeline still sees the loss.
     tail = _verify(database_url)
-    assert tail.returncode == 1 and "audit entries but" in tail.stderr
+    assert tail.returncode == 1 and "0 steps in its audit entries but 3 timeline lines" in tail.stderr

@@ -23,12 +23,13 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import orjson
-from kafka import KafkaConsumer
+from confluent_kafka import Consumer
 from sqlalchemy import Engine, func, select, text
 
 from dispatch.audit import verify_chain
@@ -106,27 +107,29 @@ class DeltaReader:
         self.delta_ids: set[int] = set()
         self.received = 0
         self._stop = threading.Event()
-        self._consumer = KafkaConsumer(
-            topic,
-            bootstrap_servers=bootstrap,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            group_id=None,
-            consumer_timeout_ms=500,
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"delta-reader-{uuid.uuid4().hex}",  # a group of its own: every partition
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "topic.metadata.refresh.interval.ms": 1000,
+            }
         )
+        self._consumer.subscribe([topic])
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for m in self._consumer:
-                d = orjson.loads(m.value)
-                assert m.key == str(d["case_id"]).encode()
+            for m in self._consumer.consume(1000, 0.5):
+                if m.error() is not None:
+                    continue  # the topic not there yet: librdkafka retries
+                d = orjson.loads(m.value() or b"")
+                assert m.key() == str(d["case_id"]).encode()
                 self.by_case[d["case_id"]].append(d["delta_id"])
                 self.delta_ids.add(d["delta_id"])
                 self.received += 1
-                if self._stop.is_set():
-                    break
 
     def close(self) -> None:
         self._stop.set()
