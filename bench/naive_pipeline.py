@@ -85,7 +85,7 @@ _TIMELINE = text(
 _OUTBOX = text(
     """
     INSERT INTO outbox (topic, key, payload, published_at)
-    VALUES (:topic, :key, CAST(:payload AS jsonb), now()) RETURNING id
+    VALUES (:topic, :key, CAST(:payload AS json), now()) RETURNING id
     """
 )
 

@@ -30,9 +30,22 @@ class AuditRecord:
     hash: str
 
 
+def canonical_json(payload: dict[str, Any]) -> bytes:
+    """The payload as the hash covers it (sorted keys); a writer may store these very bytes."""
+    return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+
+
 def entry_hash(
-    seq: int, at: datetime, actor: str, action: str, entity: str, payload: dict[str, Any], prev_hash: str
+    seq: int,
+    at: datetime,
+    actor: str,
+    action: str,
+    entity: str,
+    payload: dict[str, Any] | orjson.Fragment,
+    prev_hash: str,
 ) -> str:
+    """``payload`` may come already serialised by :func:`canonical_json` (as an orjson Fragment,
+    which orjson embeds as it is): the same bytes as serialising the dict here."""
     body = {
         "seq": seq,
         "at": at.astimezone(UTC).isoformat(),

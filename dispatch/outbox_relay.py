@@ -25,7 +25,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 import psycopg
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import OperationalError
@@ -38,10 +37,11 @@ RELAY_LOCK_KEY = 0x596F7568_52656C79
 DELTA_ID_HEADER = "youhu.delta.id"
 
 # Only this deployment's topics: rows written under another topic prefix (a test or a renamed
-# deployment on the same database) would otherwise block the head of the queue forever.
+# deployment on the same database) would otherwise block the head of the queue forever. The
+# payload is read as its text: it is the message as written (delta_id included), sent as it is.
 _FETCH = text(
-    "SELECT id, topic, key, payload FROM outbox WHERE published_at IS NULL AND topic = ANY(:topics) "
-    "ORDER BY id LIMIT :n"
+    "SELECT id, topic, key, payload::text AS payload FROM outbox "
+    "WHERE published_at IS NULL AND topic = ANY(:topics) ORDER BY id LIMIT :n"
 )
 _FOREIGN = text(
     "SELECT topic, count(*) FROM outbox WHERE published_at IS NULL AND topic <> ALL(:topics) GROUP BY 1"
@@ -117,10 +117,9 @@ class OutboxRelay:
         try:
             by_topic: dict[str, list[Message]] = defaultdict(list)
             for r in rows:
-                value = orjson.dumps({**r.payload, "delta_id": r.id})
                 by_topic[r.topic].append(
                     Message(
-                        value=value,
+                        value=r.payload.encode(),
                         key=bytes(r.key) if r.key else None,
                         headers=((DELTA_ID_HEADER, str(r.id).encode()),),
                     )

@@ -44,7 +44,12 @@ class Settings(BaseSettings):
     partitions_positions: int = Field(default=4, ge=1, description="Partitions of positions.")
     partitions_deadletter: int = Field(default=1, ge=1, description="Partitions of dead letters.")
     consumer_group: str = Field(default="youhu-dispatch", description="Dispatcher consumer group.")
-    batch_size: int = Field(default=500, ge=1, le=10_000, description="Events per pipeline batch.")
+    # 1,000 rather than 500: a batch's fixed cost (~20 ms of CPU between the worker and
+    # PostgreSQL: its statements, the relay's pass, the offset commit) halves per event when a
+    # backlog is drained; a steady flow makes smaller batches anyway (what has arrived).
+    batch_size: int = Field(
+        default=1000, ge=1, le=10_000, description="Most events per pipeline batch (one transaction each)."
+    )
     host: str = Field(default="127.0.0.1", description="Address the web server binds.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port the web server binds.")
     geo_cache: Path = Field(

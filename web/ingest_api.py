@@ -34,7 +34,7 @@ from web.schemas import IngestAccepted, ProblemOut
 log = logging.getLogger(__name__)
 
 BATCH_TYPE: Final = "application/cloudevents-batch+json"
-MAX_BATCH_EVENTS: Final = 500  # one pipeline batch (YOUHU_BATCH_SIZE default)
+MAX_BATCH_EVENTS: Final = 500  # a request fits in one pipeline batch (YOUHU_BATCH_SIZE, default 1,000)
 STAGE_PARSE: Final = "http.ingest"
 STAGE_AUTHORIZE: Final = "http.ingest.authorize"
 ACTOR_HEADER: Final = "youhu.ingest.actor"  # who sent a dead-lettered input (not personal data)

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, select, text
 
-from dispatch.audit import GENESIS, AuditRecord, entry_hash
-from dispatch.store.bulk import copy_dicts
+from dispatch.audit import GENESIS, AuditRecord, canonical_json, entry_hash
+from dispatch.store.bulk import JsonText, copy_dicts
 from dispatch.store.models import AuditEntry
 
 # pg_advisory_xact_lock key of the audit chain ("youhu" + "audit" in a bigint).
@@ -48,7 +49,8 @@ def append(conn: Connection, drafts: Sequence[AuditDraft], *, at: datetime | Non
     rows: list[dict[str, Any]] = []
     for d in drafts:
         seq += 1
-        h = entry_hash(seq, when, d.actor, d.action, d.entity, d.payload, prev)
+        doc = canonical_json(d.payload)  # serialised once: hashed and stored
+        h = entry_hash(seq, when, d.actor, d.action, d.entity, orjson.Fragment(doc), prev)
         rows.append(
             {
                 "seq": seq,
@@ -56,7 +58,7 @@ def append(conn: Connection, drafts: Sequence[AuditDraft], *, at: datetime | Non
                 "actor": d.actor,
                 "action": d.action,
                 "entity": d.entity,
-                "payload": d.payload,
+                "payload": JsonText(doc.decode()),
                 "prev_hash": prev,
                 "hash": h,
             }

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, RowMapping, text
 
 from dispatch.store import audit_log
 from dispatch.store.audit_log import STEPS, AuditDraft
-from dispatch.store.bulk import copy_dicts, copy_rows
+from dispatch.store.bulk import copy_dicts, copy_rows, reserve_ids
 from dispatch.store.models import OutboxMessage, TimelineEntry
 
 
@@ -33,6 +33,10 @@ class Effects:
     audit: list[AuditDraft] = field(default_factory=list)
     changes: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
     _audit_of: dict[int, int] = field(default_factory=dict)  # case id → its draft in ``audit``
+    _at_text: str = field(init=False)  # ``at`` in RFC 3339, as most steps carry it
+
+    def __post_init__(self) -> None:
+        self._at_text = self.at.isoformat()
 
     def step(
         self,
@@ -67,7 +71,7 @@ class Effects:
             }
         )
         payload = {
-            "at": when.isoformat(),
+            "at": self._at_text if at is None else at.isoformat(),
             "from": from_status,
             "to": to_status,
             "reason": reason,
@@ -100,17 +104,19 @@ class Effects:
             if notify:
                 conn.execute(_NOTIFY)
             snap = snapshots(conn, (cid for cid, _, _ in self.changes))
+            ids = reserve_ids(conn, OutboxMessage, len(self.changes))
             copy_rows(
                 conn,
                 OutboxMessage,
-                ("topic", "key", "payload"),
+                ("id", "topic", "key", "payload"),
                 (
                     (
+                        delta_id,
                         self.cases_topic,
                         str(cid).encode(),
-                        _payload(cid, change, self.at, snap.get(cid, {}), extra),
+                        _payload(cid, change, self.at, snap.get(cid, {}), extra, delta_id),
                     )
-                    for cid, change, extra in self.changes
+                    for delta_id, (cid, change, extra) in zip(ids, self.changes, strict=True)
                 ),
             )
         audit_log.append(conn, self.audit, at=self.at)
@@ -124,11 +130,19 @@ _NOTIFY = text(f"NOTIFY {OUTBOX_CHANNEL}")
 
 
 def _payload(
-    case_id: int, change: str, at: datetime, snapshot: dict[str, Any], extra: dict[str, Any]
+    case_id: int,
+    change: str,
+    at: datetime,
+    snapshot: dict[str, Any],
+    extra: dict[str, Any],
+    delta_id: int,
 ) -> dict[str, Any]:
+    """The delta as youhu.cases.v1 carries it; ``delta_id`` (its outbox id) lets consumers drop
+    the repeats of an at-least-once relay."""
     out: dict[str, Any] = {"case_id": case_id, "change": change, "at": at.isoformat()}
     out.update(snapshot)
     out.update(extra)
+    out["delta_id"] = delta_id
     return out
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSON, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -156,7 +156,10 @@ class ProcessedEvent(Base):
 
 
 class OutboxMessage(Base):
-    """Transactional outbox: written with the change, published to the bus by the relay."""
+    """Transactional outbox: written with the change, published to the bus by the relay.
+
+    ``payload`` is the message exactly as the relay sends it, ``delta_id`` (the row's id, reserved
+    by the writer) included; ``json`` keeps its text as written."""
 
     __tablename__ = "outbox"
     __table_args__ = (
@@ -166,7 +169,7 @@ class OutboxMessage(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     topic: Mapped[str] = mapped_column(Text)
     key: Mapped[bytes | None] = mapped_column(LargeBinary)
-    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -30,13 +30,12 @@ AWKWARD = "制表\t符\n换行 \\ 反斜杠 \\N «quotes» \"' \u2028 end"
 
 
 def _outbox_rows(engine: Engine, topic: str, n: int) -> None:
+    """``n`` deltas of three cases, written as every writer writes them (Effects)."""
+    fx = Effects(topic, datetime.now(UTC))
+    for i in range(n):
+        fx.changed(i % 3, "test", n=i)
     with engine.begin() as conn:
-        copy_rows(
-            conn,
-            OutboxMessage,
-            ("topic", "key", "payload"),
-            ((topic, str(i % 3).encode(), {"case_id": i % 3, "n": i}) for i in range(n)),
-        )
+        fx.flush(conn)
 
 
 def test_copy_rows_round_trips_json_bytes_and_text(clean_db: Engine) -> None:
@@ -84,6 +83,8 @@ async def test_relay_publishes_in_id_order_and_marks_after_the_bus(clean_db: Eng
     assert [orjson.loads(r.value)["n"] for r in got] == list(range(7))
     with clean_db.connect() as conn:
         assert conn.scalar(text("SELECT count(*) FROM outbox WHERE published_at IS NULL")) == 0
+        stored = dict(conn.execute(text("SELECT id, payload::text FROM outbox")).tuples().all())
+    assert [r.value for r in got] == [stored[i].encode() for i in ids]  # the row is the message
     assert await relay.publish_once() == 0  # nothing left
 
 
