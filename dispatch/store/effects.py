@@ -17,7 +17,7 @@ from sqlalchemy import Connection, RowMapping, text
 
 from dispatch.store import audit_log
 from dispatch.store.audit_log import STEPS, AuditDraft
-from dispatch.store.bulk import copy_dicts, copy_rows, reserve_ids
+from dispatch.store.bulk import copy_rows, reserve_ids
 from dispatch.store.models import OutboxMessage, TimelineEntry
 
 
@@ -29,7 +29,7 @@ def iso(t: datetime | None) -> str | None:
 class Effects:
     cases_topic: str
     at: datetime
-    timeline: list[dict[str, Any]] = field(default_factory=list)
+    timeline: list[tuple[Any, ...]] = field(default_factory=list)  # rows in _TIMELINE_COLUMNS order
     audit: list[AuditDraft] = field(default_factory=list)
     changes: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
     _audit_of: dict[int, int] = field(default_factory=dict)  # case id → its draft in ``audit``
@@ -58,18 +58,7 @@ class Effects:
         ``youhu audit verify`` counts the steps against the timeline."""
         when = at or self.at
         d = detail or {}
-        self.timeline.append(
-            {
-                "case_id": case_id,
-                "at": when,
-                "actor": actor,
-                "action": action,
-                "from_status": from_status,
-                "to_status": to_status,
-                "reason": reason,
-                "detail": d,
-            }
-        )
+        self.timeline.append((case_id, when, actor, action, from_status, to_status, reason, d))
         payload = {
             "at": self._at_text if at is None else at.isoformat(),
             "from": from_status,
@@ -99,7 +88,7 @@ class Effects:
     def flush(self, conn: Connection, *, notify: bool = True) -> None:
         """Write everything collected, in ``conn``'s transaction. ``notify``: wake the outbox
         relays when it commits (a writer that kicks a relay of its own passes False)."""
-        copy_dicts(conn, TimelineEntry, self.timeline)
+        copy_rows(conn, TimelineEntry, _TIMELINE_COLUMNS, self.timeline)
         if self.changes:
             if notify:
                 conn.execute(_NOTIFY)
@@ -122,6 +111,8 @@ class Effects:
         audit_log.append(conn, self.audit, at=self.at)
         self.timeline, self.audit, self.changes, self._audit_of = [], [], [], {}
 
+
+_TIMELINE_COLUMNS = ("case_id", "at", "actor", "action", "from_status", "to_status", "reason", "detail")
 
 # PostgreSQL delivers a NOTIFY when (and only if) its transaction commits, so a relay that
 # LISTENs on this channel wakes as the new rows become visible, not before.
