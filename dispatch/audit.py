@@ -30,9 +30,10 @@ class AuditRecord:
     hash: str
 
 
-def canonical_json(payload: dict[str, Any]) -> bytes:
-    """The payload as the hash covers it (sorted keys); a writer may store these very bytes."""
-    return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+def canonical_json(doc: dict[str, Any]) -> bytes:
+    """Canonical JSON (sorted keys): what the hash covers. A writer may store a payload's very
+    bytes from here and hand them to :func:`entry_hash` as an orjson Fragment."""
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
 
 
 def entry_hash(
@@ -55,7 +56,7 @@ def entry_hash(
         "payload": payload,
         "prev_hash": prev_hash,
     }
-    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
 @dataclass(frozen=True)
