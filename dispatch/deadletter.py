@@ -6,8 +6,7 @@ context rides in headers, as Kafka Connect's dead-letter queues do.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
+from dispatch import clock
 from dispatch.bus.port import Headers, Message, Record
 
 REASON = "youhu.dlq.reason"
@@ -27,7 +26,7 @@ def dead_letter(
     ctx: list[tuple[str, bytes]] = [
         (REASON, reason.encode()),
         (STAGE, stage.encode()),
-        ("youhu.dlq.at", datetime.now(UTC).isoformat().encode()),
+        ("youhu.dlq.at", clock.now().isoformat().encode()),
     ]
     if origin is not None:
         ctx += [

@@ -52,7 +52,7 @@ from __future__ import annotations
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time
 from typing import Any, Literal, get_args
 
 from sqlalchemy import (
@@ -71,6 +71,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
+from dispatch import clock
 from dispatch.store.models import Case, CaseSource
 from dispatch.working_time import CHINA_TZ
 
@@ -181,7 +182,7 @@ def compute_indicators(
     """
     dims, unit = _check(by, period, date_from, date_to)
     if as_of is None:
-        as_of = datetime.now(UTC)
+        as_of = clock.now()
     elif as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=CHINA_TZ)
 

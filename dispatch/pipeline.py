@@ -20,11 +20,11 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
+from dispatch import clock
 from dispatch.bus.port import Bus, Consumer, Message, Record
 from dispatch.bus.topics import Topics
 from dispatch.context import ContextLoader, DispatchContext
@@ -164,7 +164,7 @@ class Pipeline:
             fresh = [unique[(s, i)] for s, i in fresh_keys]
             new_case_ids: list[int] = []
             if fresh:
-                fx = Effects(self.topics.cases, datetime.now(UTC))
+                fx = Effects(self.topics.cases, clock.now())
                 new_case_ids = self._intake(conn, fresh, ctx, fx)
                 # With a relay of its own to kick, the other dispatchers' relays need not wake.
                 fx.flush(conn, notify=self.after_commit is None)

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Literal, get_args
 
 from sqlalchemy import Connection, SQLColumnExpression, func, select, text
 from sqlalchemy.sql.elements import ColumnElement, Label
 
+from dispatch import clock
 from dispatch.access import Principal, Role, case_filter
 from dispatch.indicators import DEFINITIONS, IndicatorReport, IndicatorRow, compute_indicators
 from dispatch.store.models import Case, CaseSource
@@ -370,7 +371,7 @@ def build_report(
         raise ReportQueryError(f"unknown dimension {by!r}; choose from {', '.join(REPORT_BY)}")
     scope = case_filter(principal)
     if as_of is None:
-        as_of = datetime.now(UTC)
+        as_of = clock.now()
     elif as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=CHINA_TZ)
     day = day or as_of.astimezone(CHINA_TZ).date()

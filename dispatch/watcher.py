@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Engine, text
 
+from dispatch import clock
 from dispatch.case_actions import ActionRequest, perform
 from dispatch.context import ContextLoader
 from dispatch.lifecycle import Action, IllegalTransition
@@ -51,7 +52,7 @@ class DeadlineWatcher:
 
     def sweep(self, now: datetime | None = None) -> SweepResult:
         """One pass: warn what reached 80 %, escalate what is overdue. One transaction."""
-        now = now or datetime.now(UTC)
+        now = now or clock.now()
         ctx = self.context.current(self.engine)
         result = SweepResult()
         with self.engine.begin() as conn:

@@ -7,12 +7,12 @@ API keys; each change is one transaction with its audit entry (entity ``account:
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 
+from dispatch import clock
 from dispatch.access import Role, Scope
 from dispatch.store import accounts as store
 from dispatch.store import audit_log
@@ -105,7 +105,7 @@ async def create_account(body: AccountIn, rt: RT, p: CurrentPrincipal) -> Accoun
             audit_log.append(
                 conn,
                 [AuditDraft(p.actor, "account.create", f"account:{body.username}", payload)],
-                at=datetime.now(UTC),
+                at=clock.now(),
             )
             return _out(info)
 
@@ -123,9 +123,7 @@ async def _set_active(rt: RT, p: CurrentPrincipal, username: str, active: bool) 
                 return None
             store.set_active(conn, info.id, active)
             action = "account.enable" if active else "account.disable"
-            audit_log.append(
-                conn, [AuditDraft(p.actor, action, f"account:{username}", {})], at=datetime.now(UTC)
-            )
+            audit_log.append(conn, [AuditDraft(p.actor, action, f"account:{username}", {})], at=clock.now())
             found = store.find_account(conn, username)
             return _out(found) if found else None
 
@@ -178,7 +176,7 @@ async def issue_key(username: Username, rt: RT, p: CurrentPrincipal) -> ApiKeyOu
                         p.actor, "account.api_key", f"account:{username}", {"prefix": key.split("_")[1]}
                     )
                 ],
-                at=datetime.now(UTC),
+                at=clock.now(),
             )
             return key
 

@@ -12,7 +12,7 @@ logged-in user, since the screens need them. The actor of every change is the lo
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path
@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 
+from dispatch import clock
 from dispatch.routing import ANY_CATEGORY, Rule
 from dispatch.store import audit_log
 from dispatch.store import calendar as calendar_store
@@ -248,7 +249,7 @@ def _version(conn: Connection, version: int) -> MatrixOut | None:
 
 
 def _audit(conn: Connection, actor: str, action: str, entity: str, payload: dict[str, Any]) -> None:
-    audit_log.append(conn, [AuditDraft(actor, action, entity, payload)], at=datetime.now(UTC))
+    audit_log.append(conn, [AuditDraft(actor, action, entity, payload)], at=clock.now())
 
 
 # ---- responsibility matrix --------------------------------------------------------------------

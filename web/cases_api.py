@@ -8,7 +8,7 @@ together or not at all.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, func, select
 
+from dispatch import clock
 from dispatch.access import Principal, case_filter
 from dispatch.case_actions import ActionRequest, CaseNotFound, perform
 from dispatch.context import ContextLoader
@@ -346,7 +347,7 @@ async def act_on_case(
                 raise CaseNotFound(f"no case {case_id}")
             if body.merge_into is not None and not _visible(conn, body.merge_into, p):
                 raise IllegalTransition(f"no case {body.merge_into} to merge into")  # as if absent
-            fx = Effects(rt.topics.cases, datetime.now(UTC))
+            fx = Effects(rt.topics.cases, clock.now())
             t = perform(conn, case_id, req, ctx, fx)
             fx.flush(conn)
             # Unscoped: a unit that just returned the case no longer sees it, but sees what it did.

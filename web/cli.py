@@ -60,10 +60,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _seconds_since_local_midnight() -> int:
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
+    from dispatch import clock
+    from dispatch.working_time import CHINA_TZ
 
-    now = datetime.now(ZoneInfo("Asia/Shanghai"))
+    now = clock.now().astimezone(CHINA_TZ)
     return now.hour * 3600 + now.minute * 60 + now.second
 
 

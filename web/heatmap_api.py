@@ -10,12 +10,13 @@ not see.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from dispatch import clock
 from dispatch.access import case_filter
 from dispatch.event_data import SourceSystem
 from dispatch.store.heat import HeatGrid, heat_grid, population
@@ -155,7 +156,7 @@ async def center_heat(
     cell_m: Annotated[int, Query(ge=25, le=5000, description="cell side in metres (may be raised)")] = 150,
     max_cells: Annotated[int, Query(ge=100, le=10_000, description="most features in the answer")] = 4000,
 ) -> HeatOut:
-    today = datetime.now(UTC).astimezone(CHINA_TZ).date()
+    today = clock.now().astimezone(CHINA_TZ).date()
     try:
         kind, start, end = resolve_period(period, date_from, date_to, today)
     except ValueError as exc:

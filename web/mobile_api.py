@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +31,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import ColumnElement, and_, exists, func, select
 
+from dispatch import clock
 from dispatch.access import Principal, case_filter
 from dispatch.event_data import SourceSystem
 from dispatch.lifecycle import TERMINAL, Action, Status
@@ -87,7 +88,7 @@ async def nearby(
     distance = func.ST_Distance(func.Geography(Case.point), func.Geography(here))
     # The box filter uses the GiST index on cases.point (degrees); the geography test is exact.
     box_deg = cat.duplicate_radius_m / (METRES_PER_DEGREE * max(math.cos(math.radians(lat)), 0.01))
-    since = datetime.now(UTC) - timedelta(hours=cat.duplicate_window_h)
+    since = clock.now() - timedelta(hours=cat.duplicate_window_h)
     stmt = (
         case_query()
         .add_columns(distance.label("distance_m"))
@@ -169,7 +170,7 @@ async def add_supplement(
     operation = f"POST /api/v1/cases/{case_id}/supplements"
 
     def run() -> SupplementOut | idempotency.Remembered:
-        at = datetime.now(UTC)
+        at = clock.now()
         with rt.engine.begin() as conn:
             if key is not None:
                 prior = idempotency.claim(

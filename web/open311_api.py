@@ -23,7 +23,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Final, cast
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -45,6 +45,7 @@ from connectors.open311.errors import (
     Problem,
 )
 from connectors.open311.submission import parse_submission, record_id, service_or_404, to_event
+from dispatch import clock
 from dispatch.access import Permission, Principal, Role, Scope, case_filter
 from dispatch.events import to_message
 from dispatch.personal_data import PersonalDataVault
@@ -321,7 +322,7 @@ def _date_range(start: datetime | None, end: datetime | None) -> tuple[datetime,
         return start, start + DEFAULT_SPAN
     if end is not None:
         return end - DEFAULT_SPAN, end
-    now = datetime.now(UTC)
+    now = clock.now()
     return now - DEFAULT_SPAN, now
 
 

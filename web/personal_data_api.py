@@ -8,13 +8,13 @@ who, which case, which record and which field — never the value itself.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from dispatch import clock
 from dispatch.access import case_filter
 from dispatch.personal_data import RevealFailed, is_sealed
 from dispatch.store import audit_log
@@ -91,7 +91,7 @@ async def reveal(case_id: CaseId, body: RevealIn, rt: RT, p: CurrentPrincipal) -
                         },
                     )
                 ],
-                at=datetime.now(UTC),
+                at=clock.now(),
             )
             return RevealOut(kind=sealed["kind"], value=value)
 

@@ -9,7 +9,7 @@ cases without a geometry lookup per client (web/hub/positions.py reads this shap
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Final
 
 import orjson
@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import text
 
+from dispatch import clock
 from dispatch.bus.port import Message
 from web.auth import CurrentPrincipal
 from web.deps import RT
@@ -63,7 +64,7 @@ class PositionAccepted(BaseModel):
 )
 async def post_position(body: PositionIn, rt: RT, p: CurrentPrincipal) -> PositionAccepted:
     s = rt.settings
-    now = datetime.now(UTC)
+    now = clock.now()
     if body.at > now + FUTURE_SKEW:
         raise HTTPException(422, detail="the fix is from the future: check the phone's clock")
     if body.at < now - timedelta(seconds=s.position_max_age_s):

@@ -20,6 +20,7 @@ from openpyxl.styles import Alignment, Border, Font, Side
 from openpyxl.utils import get_column_letter
 from pydantic import BaseModel, ConfigDict, Field
 
+from dispatch import clock
 from dispatch.report import (
     BY_NAMES,
     Report,
@@ -185,7 +186,7 @@ async def requested_report(
         rep = await asyncio.to_thread(q)
     except ReportQueryError as exc:
         raise HTTPException(422, detail=str(exc)) from exc
-    return ReportOut.of(rep, datetime.now(CHINA_TZ))
+    return ReportOut.of(rep, clock.now().astimezone(CHINA_TZ))
 
 
 RequestedReport = Annotated[ReportOut, Depends(requested_report)]

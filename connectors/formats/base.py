@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+from dispatch import clock
 from dispatch.event_data import (
     Attachment,
     EventData,
@@ -112,7 +113,7 @@ LocalTime = Annotated[
 
 
 def check_reported_at(when: datetime, field: str, now: datetime | None = None) -> datetime:
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     if when > now + FUTURE_SLACK:
         raise RecordRejected(f"{field}: {when.isoformat()} is in the future (source clock or data error)")
     if when < EARLIEST:

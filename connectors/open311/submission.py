@@ -18,11 +18,12 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from connectors.open311.catalogue import Attribute, Catalogue, Service
 from connectors.open311.errors import BAD_REQUEST, NOT_FOUND, Open311Failure, Problem
+from dispatch import clock
 from dispatch.access import Scope
 from dispatch.event_data import EventData, OriginalLocation, PointGeometry, Reporter, SourceCategory
 from dispatch.events import CanonicalEvent
@@ -334,7 +335,7 @@ def to_event(
     partitionkey: str | None = None,
 ) -> CanonicalEvent:
     """The canonical event of a submission (personal data sealed, free text redacted)."""
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     service = sub.service
     description = redact_text(sub.description)
     title = service.name if not description else f"{service.name}：{description}"

@@ -29,7 +29,6 @@ import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import httpx
@@ -45,6 +44,7 @@ from connectors.simulators.geography import huadu
 from connectors.transports.webhook import signed_headers
 from connectors.writeback.formats import WRITEBACK_MODELS
 from connectors.writeback.schemas import load as load_schema
+from dispatch import clock
 
 log = logging.getLogger(__name__)
 _RECEIPT_IDS = itertools.count(1)
@@ -140,7 +140,7 @@ def create_simulator(
                 rng = random.Random(f"rhythm:{source}:{seed}")
                 while not stop.is_set():
                     g = gen()
-                    per_s = rate_per_minute * g.rate_factor(datetime.now(UTC)) / 60
+                    per_s = rate_per_minute * g.rate_factor(clock.now()) / 60
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), rng.expovariate(per_s))
                     if stop.is_set():
@@ -176,7 +176,7 @@ def create_simulator(
         return key, state.by_key.get(key)
 
     def receipt(key: str, kind: str, body: dict[str, Any], into: list[Received]) -> dict[str, Any]:
-        at = datetime.now(UTC).isoformat()
+        at = clock.now().isoformat()
         rid = f"{source.upper()}-{kind}-{next(_RECEIPT_IDS):08d}"
         into.append(Received(rid, key, at, body))
         answer = {"status": "acknowledged", "receipt": rid, "received_at": at}

@@ -19,12 +19,13 @@ import copy
 import random
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from connectors.formats import get_format
 from connectors.simulators.geography import Community, District
+from dispatch import clock
 from dispatch.taxonomy import NativeCategory, Taxonomy, default_taxonomy
 from geo.crs import wgs84_to_bd09, wgs84_to_gcj02
 
@@ -155,7 +156,7 @@ class RecordGenerator:
 
     def next(self, now: datetime | None = None) -> dict[str, Any]:
         """The next record: valid in the source's format, or (about 1%) deliberately malformed."""
-        now = now or datetime.now(UTC)
+        now = now or clock.now()
         self.seq += 1
         code, p, _ = self._problem(now)
         record: dict[str, Any] = getattr(self, f"_{self.source}")(code, p, now)

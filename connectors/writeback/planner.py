@@ -25,7 +25,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -35,6 +35,7 @@ from connectors.writeback import store
 from connectors.writeback.forward import CaseForForward, NotForwardable, forwarded_record_id, native_record
 from connectors.writeback.ownership import DESTINATIONS, FORWARDED_SOURCES, Ownership, default_ownership
 from connectors.writeback.translate import CaseFacts, Delta, Step, translate
+from dispatch import clock
 from dispatch.bus.port import Bus, Record
 from dispatch.intake import Attention
 
@@ -96,7 +97,7 @@ class Planner:
             return 0
         with self.engine.begin() as conn:
             rows = self._plan(conn, deltas)
-            new = store.insert_planned(conn, rows, datetime.now(UTC))
+            new = store.insert_planned(conn, rows, clock.now())
         self.stats.deltas += len(deltas)
         self.stats.planned += new
         return new

@@ -24,13 +24,13 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from sqlalchemy import Engine
 
 from connectors.writeback import store
+from dispatch import clock
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class DeliveryWorker:
         return Outcome(c, r.status_code, body, None)
 
     def _record(self, outcomes: list[Outcome]) -> None:
-        now = datetime.now(UTC)
+        now = clock.now()
         with self.engine.begin() as conn:
             for o in outcomes:
                 c = o.claimed

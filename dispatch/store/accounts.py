@@ -16,7 +16,7 @@ import hmac
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -37,6 +37,7 @@ from sqlalchemy import (
     update,
 )
 
+from dispatch import clock
 from dispatch.access import Permission, Principal, Role, Scope, permissions_from, scope_problems
 
 _md = MetaData()
@@ -224,7 +225,7 @@ def open_session(conn: Connection, account_id: int, ttl: timedelta) -> tuple[str
     secret = secrets.token_urlsafe(32)
     conn.execute(
         insert(sessions).values(
-            id=sid, account_id=account_id, refresh_hash=_sha256(secret), expires_at=datetime.now(UTC) + ttl
+            id=sid, account_id=account_id, refresh_hash=_sha256(secret), expires_at=clock.now() + ttl
         )
     )
     return sid, f"{sid}.{secret}"
@@ -242,7 +243,7 @@ def rotate_refresh(conn: Connection, refresh_token: str) -> tuple[Principal, str
     s = row._mapping
     if s["revoked_at"] is not None:
         raise RefreshRejected("the session was ended; log in again")
-    if s["expires_at"] <= datetime.now(UTC):
+    if s["expires_at"] <= clock.now():
         raise RefreshRejected("the session expired; log in again")
     if not hmac.compare_digest(s["refresh_hash"], _sha256(secret)):
         revoke_session(conn, sid, "refresh token re-used")
@@ -263,7 +264,7 @@ def revoke_session(conn: Connection, sid: str, reason: str) -> None:
     conn.execute(
         update(sessions)
         .where(sessions.c.id == sid, sessions.c.revoked_at.is_(None))
-        .values(revoked_at=datetime.now(UTC), revoked_reason=reason)
+        .values(revoked_at=clock.now(), revoked_reason=reason)
     )
 
 
@@ -277,7 +278,7 @@ def active_principal(conn: Connection, account_id: int, session_id: str | None) 
                 sessions.c.id == session_id,
                 sessions.c.account_id == account_id,
                 sessions.c.revoked_at.is_(None),
-                sessions.c.expires_at > datetime.now(UTC),
+                sessions.c.expires_at > clock.now(),
             )
             .exists()
         )
@@ -290,7 +291,7 @@ def set_active(conn: Connection, account_id: int, active: bool) -> bool:
     """Enable or disable an account; disabling ends its sessions and API keys at once."""
     n = conn.execute(update(accounts).where(accounts.c.id == account_id).values(active=active)).rowcount
     if not active:
-        now = datetime.now(UTC)
+        now = clock.now()
         conn.execute(
             update(sessions)
             .where(sessions.c.account_id == account_id, sessions.c.revoked_at.is_(None))

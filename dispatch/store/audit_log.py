@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, select, text
 
+from dispatch import clock
 from dispatch.audit import GENESIS, AuditRecord, canonical_json, entry_hash
 from dispatch.store.bulk import JsonText, copy_dicts
 from dispatch.store.models import AuditEntry
@@ -45,7 +46,7 @@ def append(conn: Connection, drafts: Sequence[AuditDraft], *, at: datetime | Non
     ).first()
     seq, prev = (last[0], last[1]) if last else (0, GENESIS)
     # timestamptz keeps microseconds, as datetime does: the hash recomputed from the row matches.
-    when = at or datetime.now(UTC)
+    when = at or clock.now()
     rows: list[dict[str, Any]] = []
     for d in drafts:
         seq += 1
