@@ -9,8 +9,18 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
+from dispatch.input_rules import LIMITS, InputRejected, clean_text, clean_tree, text_problem
 from geo.crs import Crs
 
 SCHEMA_VERSION: Final = "1"
@@ -32,6 +42,21 @@ class SourceSystem(StrEnum):
     mobile = "mobile"  # Youhu's own inspector app
     partner = "partner"  # Open311 / CloudEvents partners
 
+
+def _free_text(v: Any) -> Any:
+    return clean_text(v) if isinstance(v, str) else v
+
+
+def _identifier(v: str) -> str:
+    problem = text_problem(v)
+    if problem is not None:
+        raise ValueError(problem)
+    return v
+
+
+# The boundary's rules (dispatch/input_rules.py): free text is cleaned, identifiers are refused.
+FreeText = Annotated[str, BeforeValidator(_free_text)]
+Identifier = Annotated[str, AfterValidator(_identifier)]
 
 Longitude = Annotated[float, Field(ge=-180, le=180)]
 Latitude = Annotated[float, Field(ge=-90, le=90)]
@@ -58,21 +83,21 @@ class OriginalLocation(_Strict):
 class SourceCategory(_Strict):
     """The source's own category: native code and label (e.g. 数字城管 小类 code)."""
 
-    code: str = Field(min_length=1, max_length=64)
-    label: str = Field(default="", max_length=200)
+    code: Identifier = Field(min_length=1, max_length=64)
+    label: FreeText = Field(default="", max_length=200)
 
 
 class Reporter(_Strict):
     """Who reported. ``id`` is already masked or a pseudonym: no clear personal data on the bus."""
 
     kind: Literal["inspector", "public", "operator", "partner", "higher_authority", "media", "system"]
-    id: str | None = Field(default=None, max_length=128)
+    id: Identifier | None = Field(default=None, max_length=128)
 
 
 class Attachment(_Strict):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    url: str = Field(min_length=1, max_length=2048)
-    content_type: str | None = Field(default=None, max_length=128)
+    url: Identifier = Field(min_length=1, max_length=2048)
+    content_type: Identifier | None = Field(default=None, max_length=128)
 
 
 class EventData(_Strict):
@@ -80,20 +105,29 @@ class EventData(_Strict):
 
     schema_version: Literal["1"] = "1"
     source_system: SourceSystem
-    source_record_id: str = Field(min_length=1, max_length=128)
+    source_record_id: Identifier = Field(min_length=1, max_length=128)
     source_category: SourceCategory
-    unified_category: str | None = Field(default=None, max_length=64)
-    title: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=10_000)
+    unified_category: Identifier | None = Field(default=None, max_length=64)
+    title: FreeText = Field(min_length=1, max_length=200)
+    description: FreeText = Field(default="", max_length=10_000)
     location: PointGeometry | None = None
     original_location: OriginalLocation | None = None
-    address: str | None = Field(default=None, max_length=500)
+    address: FreeText | None = Field(default=None, max_length=500)
     reported_at: AwareDatetime
     reporter: Reporter | None = None
     attachments: list[Attachment] = Field(default_factory=list, max_length=50)
     priority: Literal["normal", "urgent", "critical"] = "normal"
     source_deadline: AwareDatetime | None = None
     native: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("native")
+    @classmethod
+    def _native(cls, v: dict[str, Any]) -> dict[str, Any]:
+        try:
+            cleaned: dict[str, Any] = clean_tree(v, "native", LIMITS.max_depth_record)
+        except InputRejected as exc:
+            raise ValueError(exc.reason) from exc
+        return cleaned
 
     @model_validator(mode="after")
     def _locatable(self) -> EventData:

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from dispatch.bus.port import Headers, Message
 from dispatch.event_data import EVENT_TYPES, EventData
+from dispatch.input_rules import LIMITS, InputRejected, check_identifier
 
 _FORMAT = JSONFormat()
 REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type", "time")
@@ -65,6 +66,19 @@ def _check_attributes(attrs: Mapping[str, Any]) -> None:
         raise EventRejected(f"unsupported specversion {attrs['specversion']!r} (need 1.0)")
     if attrs["type"] not in EVENT_TYPES:
         raise EventRejected(f"unknown event type {attrs['type']!r} (one of {', '.join(EVENT_TYPES)})")
+    # Attributes that become keys: (source, id) is the ledger's primary key.
+    for name, max_len in LIMITS.cloudevents.items():
+        value = attrs.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            if name == "partitionkey":
+                continue  # an extension may be any CloudEvents type; it is used as str(value)
+            raise EventRejected(f"CloudEvents 属性 {name} 必须是字符串")
+        try:
+            check_identifier(value, f"CloudEvents 属性 {name}", max_len)
+        except InputRejected as exc:
+            raise EventRejected(exc.reason) from exc
 
 
 def _json_object(raw: bytes | str, what: str) -> dict[str, Any]:

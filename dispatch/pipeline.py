@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from dispatch import clock
 from dispatch.bus.port import Bus, Consumer, Message, Record
@@ -38,6 +39,17 @@ from dispatch.store.models import Case, CaseSource
 
 log = logging.getLogger(__name__)
 PIPELINE_ACTOR = "system:pipeline"
+STAGE_RECORD = "pipeline.record"  # dead letters of events the database refused
+# SQLSTATE classes of one event's data, never of the database's state: 22 data exception,
+# 23 integrity constraint violation, 54 program limit exceeded.
+_DATA_CLASSES = frozenset({"22", "23", "54"})
+
+
+def _db_message(exc: BaseException) -> str:
+    """The database's own first line for a refused value (its words, without SQL or parameters)."""
+    orig = getattr(exc, "orig", None)
+    text_ = str(orig if orig is not None else exc).strip().splitlines()
+    return (text_[0] if text_ else type(exc).__name__)[:500]
 
 
 @dataclass
@@ -123,17 +135,27 @@ class Pipeline:
 
     async def process(self, records: Sequence[Record], consumer: Consumer | None = None) -> BatchResult:
         result = BatchResult(polled=len(records))
-        accepted: list[CanonicalEvent] = []
+        accepted: list[tuple[CanonicalEvent, Record]] = []
         rejects: list[Message] = []
         for r in records:
             try:
-                accepted.append(parse_event(r.value, r.headers, max_bytes=self.max_event_bytes))
+                accepted.append((parse_event(r.value, r.headers, max_bytes=self.max_event_bytes), r))
             except EventRejected as exc:
                 rejects.append(
                     dead_letter(
                         r.value, exc.reason, "pipeline.validate", key=r.key, headers=r.headers, origin=r
                     )
                 )
+        if accepted:
+            fresh, new_ids, poisoned = await asyncio.to_thread(self._record_isolating, accepted)
+            result.accepted, result.case_ids = fresh, new_ids
+            result.repeats = len(accepted) - fresh - len(poisoned)
+            rejects += [
+                dead_letter(r.value, reason, STAGE_RECORD, key=r.key, headers=r.headers, origin=r)
+                for r, reason in poisoned
+            ]
+            if fresh and self.after_commit is not None:
+                self.after_commit()  # before the offset commit's round trip: deltas first
         # Dead letters are published before the offsets move on: a crash in between repeats
         # them (at least once), never loses them.
         if rejects:
@@ -141,14 +163,49 @@ class Pipeline:
             result.rejected = len(rejects)
             for m in rejects:
                 log.info("dead-lettered: %s", dict(m.headers).get("youhu.dlq.reason", b"").decode())
-        if accepted:
-            fresh, new_ids = await asyncio.to_thread(self._record, accepted)
-            result.accepted, result.repeats, result.case_ids = fresh, len(accepted) - fresh, new_ids
-            if fresh and self.after_commit is not None:
-                self.after_commit()  # before the offset commit's round trip: deltas first
         if consumer is not None:
             await consumer.commit(records)
         return result
+
+    def _record_isolating(
+        self, pairs: Sequence[tuple[CanonicalEvent, Record]]
+    ) -> tuple[int, list[int], list[tuple[Record, str]]]:
+        """`_record`, and when the batch fails for its data, the same on each half in turn, down
+        to the event(s) at fault: those come back as (record, reason) for the dead-letter topic
+        and the rest is recorded — so one poison event never holds its partition. Halves keep
+        the batch's order (duplicate merging depends on it) and each commits on its own; a crash
+        between them redelivers the batch, and the ledger drops what was already recorded."""
+        try:
+            fresh, ids = self._record([e for e, _ in pairs])
+            return fresh, ids, []
+        except Exception as exc:
+            if self._infrastructure_failed(exc):
+                raise  # database down or a transient conflict: the whole batch is retried
+            if len(pairs) == 1:
+                reason = f"记录失败（{type(exc).__name__}）：{_db_message(exc)}"
+                log.warning("poison event %s from %s: %s", pairs[0][0].id[:80], pairs[0][0].source[:80], exc)
+                return 0, [], [(pairs[0][1], reason)]
+        mid = len(pairs) // 2
+        fa, ia, pa = self._record_isolating(pairs[:mid])
+        fb, ib, pb = self._record_isolating(pairs[mid:])
+        return fa + fb, ia + ib, pa + pb
+
+    def _infrastructure_failed(self, exc: Exception) -> bool:
+        """Whether ``exc`` is the database's — down, restarting, a conflict, a missing table —
+        rather than the batch's data. Data errors are SQLSTATE classes 22 (a value PostgreSQL
+        cannot hold), 23 (a constraint) and 54 (a limit, such as an index row too large), the
+        client's own refusals (a NUL in text) and the code's errors on a strange value; any of
+        them counts only while the database answers a fresh connection."""
+        if isinstance(exc, DBAPIError):
+            code = getattr(exc.orig, "sqlstate", None)
+            if exc.connection_invalidated or (code is not None and code[:2] not in _DATA_CLASSES):
+                return True
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:
+            return True
+        return False
 
     def _record(self, events: Sequence[CanonicalEvent]) -> tuple[int, list[int]]:
         """Record the effect of a batch in ONE transaction. Returns (events new to the ledger,

@@ -122,3 +122,35 @@ def kafka_settings(database_url: str, kafka_bootstrap: str, topic_prefix: str) -
         partitions_events=4,
         partitions_cases=4,
     )
+
+
+# --- the clock: YOUHU_TEST_NOW runs the suite (and every process it starts) at a chosen instant ---
+def _shift_clock() -> None:
+    from datetime import datetime
+
+    from dispatch import clock
+
+    chosen = os.environ.get("YOUHU_TEST_NOW", "").strip()
+    if not chosen:
+        return
+    offset = clock.offset_to(datetime.fromisoformat(chosen))
+    os.environ[clock.OFFSET_ENV] = repr(offset)  # workers, servers and simulators started by tests
+    clock.set_offset(offset)
+
+
+_shift_clock()
+
+
+def pytest_report_header() -> str:
+    from dispatch import clock
+    from dispatch.working_time import CHINA_TZ
+
+    return f"youhu clock: {clock.now().astimezone(CHINA_TZ).isoformat(timespec='seconds')} (Asia/Shanghai)"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The unit tests are quick and many of them compute deadlines: all of them run at the instants.
+    unit = REPO / "tests" / "unit"
+    for item in items:
+        if unit in item.path.parents:
+            item.add_marker(pytest.mark.clock)

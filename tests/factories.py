@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
+from dispatch import clock
 from dispatch.event_data import EventData, PointGeometry, SourceCategory
 from dispatch.events import CanonicalEvent
 
@@ -27,13 +28,13 @@ def make_event(
     spread: bool = True,
 ) -> CanonicalEvent:
     """Event ``n``; ``spread`` moves it n % 100 metres east so points differ between events."""
-    when = reported_at or datetime.now(UTC)
+    when = reported_at or clock.now()
     lon = lonlat[0] + ((n % 100) * 1e-5 if spread else 0.0)
     return CanonicalEvent(
         id=event_id or f"evt-{n}",
         source=f"/sources/{source_system}",
         type=event_type,
-        time=datetime.now(UTC),
+        time=clock.now(),
         partitionkey="440114001",
         data=EventData(
             source_system=source_system,  # type: ignore[arg-type]

@@ -37,6 +37,7 @@ from web.hub import router as live_router
 from web.hub import start_hub
 from web.indicators_api import router as indicators_router
 from web.ingest_api import router as ingest_router
+from web.json_guard import JsonGuard
 from web.middleware import LimitsAndHeaders
 from web.mobile_api import mount_mobile
 from web.mobile_api import router as mobile_router
@@ -137,6 +138,8 @@ def _edge(app: FastAPI, settings: Settings) -> None:
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "Idempotency-Key"],
             max_age=600,
         )
+    # Inside the size limits (added later = outside): a body is counted before it is parsed.
+    app.add_middleware(JsonGuard)
     app.add_middleware(
         LimitsAndHeaders,
         default_limit=settings.max_request_bytes,

@@ -21,6 +21,7 @@ from dispatch.bus.port import Bus, Headers, Message, Record
 from dispatch.bus.topics import Topics
 from dispatch.deadletter import dead_letter
 from dispatch.events import CanonicalEvent, to_message
+from dispatch.input_rules import LIMITS, json_problem
 from dispatch.personal_data import PersonalDataVault, redact_text
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,11 @@ class Edge:
         """One record → its canonical event, or `RecordRejected`."""
         if item.error is not None:
             raise RecordRejected(item.error)
+        # Before anything serialises it: orjson refuses 255 levels, so a deep record would
+        # otherwise fail the whole delivery instead of itself. Strings are cleaned by the model.
+        problem = json_problem(item.record, LIMITS.max_depth_record, controls=False, path="record")
+        if problem is not None:
+            raise RecordRejected(problem)
         size = len(orjson.dumps(item.record, default=str))
         if size > self.max_record_bytes:
             raise RecordRejected(f"record of {size} bytes exceeds the limit of {self.max_record_bytes}")
@@ -92,7 +98,11 @@ class Edge:
 
     def _dead_value(self, item: Incoming) -> bytes:
         if item.error is None or item.record is not None:
-            return orjson.dumps(seal_personal_fields(item.record, self.vault), default=str)
+            try:
+                return orjson.dumps(seal_personal_fields(item.record, self.vault), default=str)
+            except (orjson.JSONEncodeError, RecursionError):
+                # Too deep to serialise (or to walk): the dead letter says so instead of failing.
+                return orjson.dumps({"youhu_unserialisable_record": "嵌套过深，无法保存原记录"})
         raw = (item.raw or b"").decode("utf-8", "replace")
         return redact_text(raw).encode()
 
@@ -112,8 +122,12 @@ class Edge:
             rid = fmt.record_id_of(item.record)
             try:
                 event = self.translate(source, item)
-            except RecordRejected as exc:
-                reason = exc.reason
+            except Exception as exc:
+                if isinstance(exc, RecordRejected):
+                    reason = exc.reason
+                else:  # a record the translator could not handle is that record's fault only
+                    log.exception("%s record %s: translator failed", source, rid)
+                    reason = f"记录无法转换（{type(exc).__name__}）"
                 where = f" (line {item.line})" if item.line is not None else ""
                 log.warning("%s record %s rejected at %s%s: %s", source, rid, stage, where, reason)
                 ctx: list[tuple[str, bytes]] = [(SOURCE_HEADER, source.encode())]

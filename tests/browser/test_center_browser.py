@@ -24,7 +24,6 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ import pytest
 from PIL import Image, ImageDraw
 from sqlalchemy import Engine, func, select, text
 
+from dispatch import clock
 from dispatch.access import Role, Scope
 from dispatch.bus.kafka import KafkaBus
 from dispatch.bus.topics import Topics
@@ -303,7 +303,7 @@ class DuplicatePair:
         inspector = {"Authorization": f"Bearer {tokens['access_token']}"}
         reported_photo = await self._upload(inspector, _jpeg((150, 110, 60), "report"))
         record = f"M-{uuid.uuid4()}"
-        now = datetime.now(UTC).isoformat()
+        now = clock.now().isoformat()
         event = {
             "specversion": "1.0",
             "id": str(uuid.uuid4()),

@@ -20,7 +20,7 @@ import asyncio
 import os
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import Engine, insert, text
 
+from dispatch import clock
 from dispatch.access import Role, Scope
 from dispatch.settings import Settings
 from dispatch.store.areas import load_district
@@ -70,7 +71,7 @@ def _grid_points(engine: Engine, street: str, n: int) -> list[tuple[str, float, 
 
 def _seed(engine: Engine) -> list[dict[str, Any]]:
     """Cases in 3 grids of street A and 1 of street B over the last 40 days; returns the rows."""
-    now = datetime.now(CHINA_TZ)
+    now = clock.now().astimezone(CHINA_TZ)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     earlier_today = today + (now - today) / 2
     points = {"A": _grid_points(engine, A, 3), "B": _grid_points(engine, B, 1)}
@@ -140,7 +141,7 @@ def _seed(engine: Engine) -> list[dict[str, Any]]:
 
 def _expected(cases: list[dict[str, Any]]) -> dict[str, Any]:
     """What street A's operator must get, counted from the rows (Shanghai days, `to` inclusive)."""
-    today = datetime.now(CHINA_TZ).date()
+    today = clock.now().astimezone(CHINA_TZ).date()
     mine = [c for c in cases if c["street_code"] == A]
 
     def since(days: int, category: str | None = None) -> int:

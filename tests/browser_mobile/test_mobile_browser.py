@@ -20,7 +20,6 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import Engine, text
 
+from dispatch import clock
 from dispatch.access import Role, Scope
 from dispatch.settings import Settings
 from dispatch.store.areas import load_district
@@ -164,7 +164,7 @@ class Platform:
     async def report_event(self, lonlat: tuple[float, float], title: str) -> int:
         """A report somebody else made (through the same ingest the app uses)."""
         rid = f"M-other-{uuid.uuid4()}"
-        now = datetime.now(UTC).isoformat()
+        now = clock.now().isoformat()
         event = {
             "specversion": "1.0",
             "id": rid,

@@ -8,7 +8,7 @@ import io
 import os
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import jwt
@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import Engine, text
 
+from dispatch import clock
 from dispatch.access import Role, Scope
 from dispatch.event_data import EventData
 from dispatch.events import CanonicalEvent, to_message
@@ -26,6 +27,9 @@ from dispatch.store.areas import load_district
 from tests.auth_helpers import PASSWORD, ensure_account, login, user_headers
 from tests.factories import make_event
 from web.app import create_app
+
+# Calendar- and clock-sensitive: also run at chosen instants (make test, YOUHU_TEST_NOW).
+pytestmark = pytest.mark.clock
 
 WAIT_S = 30.0
 
@@ -129,7 +133,7 @@ def test_expired_forged_and_malformed_tokens_are_401(client: TestClient, huadu: 
     good = login(client, "li")["Authorization"].split()[1]
     claims = jwt.decode(good, options={"verify_signature": False})
     key = resolve_key(None, "auth")
-    past = datetime.now(UTC) - timedelta(minutes=1)
+    past = clock.now() - timedelta(minutes=1)
     expired = jwt.encode({**claims, "exp": past, "iat": past - timedelta(minutes=15)}, key, algorithm="HS256")
     r = client.get("/api/v1/cases", headers={"Authorization": f"Bearer {expired}"})
     assert r.status_code == 401 and "expired" in r.json()["detail"]

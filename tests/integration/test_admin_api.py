@@ -5,12 +5,13 @@ taxonomy."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
+from dispatch import clock
 from dispatch.store.areas import load_district
 from tests.auth_helpers import as_admin
 from tests.factories import XINHUA
@@ -47,7 +48,7 @@ def test_publish_a_matrix_route_by_it_and_roll_back(client: TestClient) -> None:
 
     # Under version 1 exposed garbage goes to 城管局. Reported two days ago, so the later reports
     # nearby fall outside its 24 h duplicate window and stay cases of their own.
-    now = datetime.now(UTC)
+    now = clock.now()
     first = report(client, 1, reported_at=now - timedelta(days=2))
     assert (first["unit"], first["routing_version"]) == ("dept.cgj", 1)
     community, street = first["community_code"], first["street_code"]

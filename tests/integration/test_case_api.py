@@ -18,6 +18,9 @@ from tests.auth_helpers import actor_headers, as_admin, client_engine
 from tests.factories import XINHUA, make_event
 from web.app import create_app
 
+# Calendar- and clock-sensitive: also run at chosen instants (make test, YOUHU_TEST_NOW).
+pytestmark = pytest.mark.clock
+
 WAIT_S = 30.0  # the first batch after loading areas builds the grid index
 
 

@@ -8,12 +8,13 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
 
+from dispatch import clock
 from dispatch.bus.local import LocalBus
 from dispatch.bus.topics import Topics
 from dispatch.context import ContextLoader
@@ -28,6 +29,9 @@ from dispatch.taxonomy import default_taxonomy
 from dispatch.watcher import DeadlineWatcher
 from dispatch.working_time import UnknownYearPolicy
 from tests.factories import XINHUA, make_event
+
+# Calendar- and clock-sensitive: also run at chosen instants (make test, YOUHU_TEST_NOW).
+pytestmark = pytest.mark.clock
 
 HUADU = "440114"
 
@@ -155,7 +159,7 @@ async def test_a_text_only_address_is_geocoded_to_its_street(harness: Harness) -
 
 
 async def test_an_emergency_counts_from_the_report(harness: Harness) -> None:
-    reported = datetime.now(UTC) - timedelta(minutes=30)
+    reported = clock.now() - timedelta(minutes=30)
     [cid] = await harness.run([make_event(1, native_code="WG13", title="井盖缺失", reported_at=reported)])
     c = harness.case(cid)
     assert c["category"] == "road.manhole_cover" and c["clock_start"] == "reported"
@@ -182,7 +186,7 @@ async def test_a_new_matrix_version_routes_new_cases_and_old_cases_keep_theirs(h
 
 
 async def test_a_year_without_notice_is_visible_under_either_policy(huadu: Engine) -> None:
-    year = datetime.now(UTC).year
+    year = clock.now().year
     with huadu.begin() as conn:
         conn.execute(text("DELETE FROM calendar_years WHERE year >= :y"), {"y": year})
     try:

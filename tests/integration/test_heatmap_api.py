@@ -21,9 +21,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, text
 
+from dispatch import clock
 from dispatch.access import Role
 from dispatch.store.models import Case, CaseSource
 from tests.auth_helpers import local_app, user_headers
+
+# Calendar- and clock-sensitive: also run at chosen instants (make test, YOUHU_TEST_NOW).
+pytestmark = pytest.mark.clock
 
 SH = ZoneInfo("Asia/Shanghai")
 A, B = "440114001", "440114002"
@@ -73,7 +77,7 @@ def _inner_points(engine: Engine) -> dict[str, tuple[str, float, float]]:
 
 
 def _now_sh() -> datetime:
-    return datetime.now(SH)
+    return clock.now().astimezone(SH)
 
 
 def _today_start() -> datetime:
@@ -231,7 +235,7 @@ def test_a_geojson_feature_collection_of_weighted_cells(
         lon, lat = f["geometry"]["coordinates"]
         assert 112.9 < lon < 113.5 and 23.2 < lat < 23.7
     assert body["cell_m"] == 150 and body["coarsened"] is False and body["truncated"] is False
-    today = datetime.now(SH).date()
+    today = clock.now().astimezone(SH).date()
     assert body["from"] == (today - timedelta(days=29)).isoformat()
     assert body["to"] == (today + timedelta(days=1)).isoformat()
 

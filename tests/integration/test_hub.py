@@ -10,7 +10,6 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -20,6 +19,7 @@ from sqlalchemy import Engine
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from dispatch import clock
 from dispatch.access import Role, Scope
 from dispatch.bus.kafka import KafkaBus
 from dispatch.bus.port import Message
@@ -124,7 +124,7 @@ def _synthetic_delta(delta_id: int, street: str, *, pad: int = 0, status: str = 
         "delta_id": delta_id,
         "case_id": 1_000_000 + delta_id,
         "change": "opened",
-        "at": datetime.now(UTC).isoformat(),
+        "at": clock.now().isoformat(),
         "status": status,
         "category": "env.exposed_garbage",
         "category_group": "env",

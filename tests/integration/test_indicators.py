@@ -36,6 +36,9 @@ from dispatch.store.models import Case, CaseSource
 from tests.auth_helpers import as_admin
 from web.app import create_app
 
+# Calendar- and clock-sensitive: also run at chosen instants (make test, YOUHU_TEST_NOW).
+pytestmark = pytest.mark.clock
+
 SH = ZoneInfo("Asia/Shanghai")
 A, B, C = "440114001", "440114002", "440114003"
 AS_OF = datetime(2026, 6, 30, 12, 0, tzinfo=SH)

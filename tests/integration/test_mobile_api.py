@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,12 +17,16 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import Engine, text
 
+from dispatch import clock
 from dispatch.access import Role
 from dispatch.settings import Settings
 from dispatch.store.areas import load_district
 from tests.auth_helpers import user_headers
 from tests.conftest import TABLES
 from web.app import create_app
+
+# Calendar- and clock-sensitive: also run at chosen instants (make test, YOUHU_TEST_NOW).
+pytestmark = pytest.mark.clock
 
 WAIT_S = 30.0
 GARBAGE = "env.exposed_garbage"  # duplicate radius 50 m, window 24 h (taxonomy)
@@ -102,7 +106,7 @@ def report(
     **kw: Any,
 ) -> str:
     """A mobile report (CloudEvent) as the inspector app sends it; returns its record id."""
-    now = datetime.now(UTC)
+    now = clock.now()
     rid = f"M-{uuid.uuid4()}"
     event = {
         "specversion": "1.0",
@@ -346,7 +350,7 @@ def test_positions_are_validated_and_reach_the_bus_keyed_by_the_inspector(
     s1 = places[0].street
     g1, p1 = places[0].points[6]
     insp = people["inspector"]
-    now = datetime.now(UTC)
+    now = clock.now()
     fix = {"lon": p1[0], "lat": p1[1], "at": now.isoformat(), "accuracy_m": 8.0}
     r = client.post("/api/v1/positions", json=fix, headers=insp)
     assert r.status_code == 202, r.text

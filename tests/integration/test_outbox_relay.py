@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import orjson
 from sqlalchemy import Engine, select, text
 
+from dispatch import clock
 from dispatch.bus.local import LocalBus
 from dispatch.bus.topics import Topics
 from dispatch.events import to_message
@@ -31,7 +32,7 @@ AWKWARD = "制表\t符\n换行 \\ 反斜杠 \\N «quotes» \"' \u2028 end"
 
 def _outbox_rows(engine: Engine, topic: str, n: int) -> None:
     """``n`` deltas of three cases, written as every writer writes them (Effects)."""
-    fx = Effects(topic, datetime.now(UTC))
+    fx = Effects(topic, clock.now())
     for i in range(n):
         fx.changed(i % 3, "test", n=i)
     with engine.begin() as conn:
@@ -175,7 +176,7 @@ async def test_other_writers_wake_the_relay_through_notify(clean_db: Engine, top
     for round_ in range(3):
         t0 = time.monotonic()
         with clean_db.begin() as conn:
-            fx = Effects(topics.cases, datetime.now(UTC))
+            fx = Effects(topics.cases, clock.now())
             fx.changed(1000 + round_, "dispatch")
             fx.flush(conn)  # notify=True: what the web app and the watcher do
         while relay.published < round_ + 1 and time.monotonic() - t0 < 10:

@@ -9,7 +9,6 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -17,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from dispatch import clock
 from dispatch.access import Role, Scope
 from dispatch.bus.kafka import KafkaBus
 from dispatch.bus.port import Record
@@ -82,7 +82,7 @@ def event_of(
         id=f"{name}-{n}",
         source=source or (partner.source if partner else "/sources/x"),
         type="cn.youhu.event.reported",
-        time=datetime.now(UTC),
+        time=clock.now(),
         partitionkey="440114001",
         data=EventData(
             source_system=system,  # a str: pydantic validates it
@@ -90,7 +90,7 @@ def event_of(
             source_category=SourceCategory(code="pothole", label="道路坑洼"),
             title=f"道路坑洼 #{n}",
             location=PointGeometry(coordinates=XINHUA),
-            reported_at=datetime.now(UTC),
+            reported_at=clock.now(),
         ),
     )
 

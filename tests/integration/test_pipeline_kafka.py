@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import orjson
+import pytest
 from sqlalchemy import Engine, func, select
 
 from dispatch.bus.kafka import KafkaBus
@@ -17,6 +18,9 @@ from dispatch.pipeline import Pipeline
 from dispatch.settings import Settings
 from dispatch.store.models import Case, CaseSource, OutboxMessage, ProcessedEvent, TimelineEntry
 from tests.factories import make_event
+
+# Calendar- and clock-sensitive: also run at chosen instants (make test, YOUHU_TEST_NOW).
+pytestmark = pytest.mark.clock
 
 
 async def _drain(pipeline: Pipeline, expect_polled: int, timeout_s: float = 30) -> None:

@@ -18,6 +18,9 @@ from tests.auth_helpers import as_admin
 from tests.factories import make_event
 from web.app import create_app
 
+# Calendar- and clock-sensitive: also run at chosen instants (make test, YOUHU_TEST_NOW).
+pytestmark = pytest.mark.clock
+
 
 @pytest.fixture
 def client(clean_db: Engine, database_url: str, topic_prefix: str) -> Iterator[TestClient]:

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from dispatch import clock
 from dispatch.event_data import EventData, PointGeometry, Reporter, SourceCategory
 from dispatch.events import CanonicalEvent, to_message
 from geo.crs import wgs84_to_bd09
@@ -148,7 +149,7 @@ def test_a_long_outage_fails_deliveries_with_a_reason_and_an_operator_replays_th
 def _mobile_event(
     n: int, lonlat: tuple[float, float], category: str, native: dict[str, Any]
 ) -> CanonicalEvent:
-    now = datetime.now(UTC) - timedelta(minutes=1)
+    now = clock.now() - timedelta(minutes=1)
     return CanonicalEvent(
         id=f"mobile-wb-{n}-{time.time_ns()}",
         source="/sources/mobile",

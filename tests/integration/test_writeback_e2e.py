@@ -32,6 +32,9 @@ from tests.integration.writeback_helpers import (
 )
 from web.app import create_app
 
+# Calendar- and clock-sensitive: also run at chosen instants (make test, YOUHU_TEST_NOW).
+pytestmark = pytest.mark.clock
+
 SOURCES = ("hotline12345", "szcg", "chaiwei", "laisui", "wangge")
 STAGE_KEY = {
     "hotline12345": "action",

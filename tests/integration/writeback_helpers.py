@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 
 from connectors.simulators.app import create_simulator
 from connectors.transports.webhook import signed_headers, webhook_secret
+from dispatch import clock
 from dispatch.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -126,7 +127,7 @@ def fresh_record(source: str, n: int, *, shift_m: float = 0.0, **override: Any) 
     for lat_key in ("weidu", "zuobiao_y"):
         if lat_key in record:
             record[lat_key] = round(record[lat_key] + shift_m / 111_000, 6)
-    now = datetime.now(UTC) - timedelta(minutes=1)
+    now = clock.now() - timedelta(minutes=1)
     local = now.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
     for key in TIME_FIELDS:
         if key in record:
