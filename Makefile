@@ -40,9 +40,15 @@ demo: venv frontend mobile
 	echo "Youhu 有呼必应: command center http://127.0.0.1:$(YOUHU_PORT)/ · inspector app /m/ · API /docs · /health"; \
 	$(YOUHU) serve --port $(YOUHU_PORT)
 
-## make test: lint, type-check and the whole suite on the real PostGIS and Kafka
+## make test: lint, type-check and the whole suite on the real PostGIS and Kafka at the real time, then
+## the clock-sensitive tests (marker `clock`) again at chosen Beijing instants: a working Wednesday at
+## 10:00, 12:30 (lunch) and 20:00, a Saturday, a make-up working Saturday (调休) and the eve of National Day
+CLOCK_INSTANTS ?= 2026-12-02T10:00:00+08:00 2026-12-02T12:30:00+08:00 2026-12-02T20:00:00+08:00 \
+  2026-11-28T10:00:00+08:00 2026-10-10T10:00:00+08:00 2026-09-30T16:30:00+08:00
 test: services lint frontend mobile browser
 	@$(PY) -m pytest
+	@for t in $(CLOCK_INSTANTS); do echo "== clock-sensitive tests at $$t =="; \
+	  YOUHU_TEST_NOW=$$t $(PY) -m pytest -m clock -q -p no:cacheprovider; done
 
 ## make mobile: the inspector app (web/mobile, TypeScript) built into web/static/mobile, served at /m/
 mobile:

@@ -16,21 +16,17 @@ their category) and 5,000 second reports of some of them from another system. Af
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import orjson
 from confluent_kafka import Consumer
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, text
 
 from dispatch.audit import verify_chain
 from dispatch.bus.kafka import KafkaBus
@@ -40,63 +36,14 @@ from dispatch.settings import Settings
 from dispatch.store.areas import load_district
 from dispatch.store.audit_log import records
 from dispatch.store.models import Case, CaseSource, OutboxMessage, ProcessedEvent
-from geo.grid_index import GridIndex, Status
-from geo.hierarchy import build_hierarchy
 from tests.factories import make_event
+from tests.integration.worker_helpers import count, lattice, spawn_worker, stop_workers, wait_for
 
 PROBLEMS = 45_000
 SECOND_REPORTS = 5_000
 N = PROBLEMS + SECOND_REPORTS
 REPEATS = 500  # events re-sent by a source (same source and id): must be dropped
 KILLS = 4
-SPACING_DEG = 0.0012  # ~120 m: more than twice the 50 m radius of 暴露垃圾
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _spawn_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "YOUHU_DATABASE_URL": settings.database_url or "",
-        "YOUHU_KAFKA_BOOTSTRAP": settings.kafka_bootstrap or "",
-        "YOUHU_TOPIC_PREFIX": settings.topic_prefix,
-        "YOUHU_CONSUMER_GROUP": settings.consumer_group,
-        "YOUHU_PARTITIONS_EVENTS": str(settings.partitions_events),
-        "YOUHU_PARTITIONS_CASES": str(settings.partitions_cases),
-        "YOUHU_WATCH_INTERVAL_S": "1",
-    }
-    log = log_path.open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "dispatch.cli", "worker"], cwd=REPO, env=env, stdout=log, stderr=log
-    )
-
-
-def _count(engine: Engine, table: type) -> int:
-    with engine.connect() as conn:
-        return int(conn.scalar(select(func.count()).select_from(table)) or 0)
-
-
-async def _wait_for(engine: Engine, at_least: int, timeout_s: float) -> int:
-    deadline = time.monotonic() + timeout_s
-    n = _count(engine, ProcessedEvent)
-    while n < at_least and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
-        n = _count(engine, ProcessedEvent)
-    return n
-
-
-def _lattice(rng: random.Random) -> tuple[list[tuple[float, float]], list[str]]:
-    """PROBLEMS lattice points inside Huadu and their streets (the partition key)."""
-    h = build_hierarchy("440114")
-    index = GridIndex(h.areas.values())
-    x0, y0, x1, y1 = h.district.geometry.bounds
-    xs, ys = np.meshgrid(np.arange(x0, x1, SPACING_DEG), np.arange(y0, y1, SPACING_DEG))
-    a = index.assign(xs.ravel(), ys.ravel(), tolerance_m=0.0)
-    inside = np.flatnonzero(a.status == Status.INSIDE)
-    assert len(inside) >= PROBLEMS, f"only {len(inside)} lattice points in Huadu"
-    pick = sorted(rng.sample(range(len(inside)), PROBLEMS))
-    chosen = inside[pick]
-    streets = a.street[chosen]
-    return [(float(xs.ravel()[i]), float(ys.ravel()[i])) for i in chosen], [str(s) for s in streets]
 
 
 class DeltaReader:
@@ -143,7 +90,7 @@ async def test_sigkilled_workers_lose_nothing_double_nothing_and_merge_exactly(
     rng = random.Random(20261122)
     with clean_db.begin() as conn:
         load_district(conn, "440114")
-    points, streets = _lattice(rng)
+    points, streets = lattice(rng, PROBLEMS)
     events = []
     for i, ((lon, lat), street) in enumerate(zip(points, streets, strict=True)):
         e = make_event(i, lonlat=(lon, lat), spread=False, title=f"暴露垃圾 {i}号点")
@@ -167,7 +114,7 @@ async def test_sigkilled_workers_lose_nothing_double_nothing_and_merge_exactly(
     bus = KafkaBus(kafka_settings.resolved_kafka_bootstrap())
     await bus.ensure_topics(topics.partitions)
     reader = DeltaReader(kafka_settings.resolved_kafka_bootstrap(), topics.cases)
-    workers = [_spawn_worker(kafka_settings, tmp_path / f"w{i}.log") for i in range(2)]
+    workers = [spawn_worker(kafka_settings, tmp_path / f"w{i}.log") for i in range(2)]
     chunk = 1000
     kill_after = sorted(rng.sample(range(3, N // chunk - 3), KILLS))
     kills: list[int] = []
@@ -178,38 +125,32 @@ async def test_sigkilled_workers_lose_nothing_double_nothing_and_merge_exactly(
                 await bus.publish(topics.events, repeats)
             if c in kill_after:
                 victim = len(kills) % 2
-                seen = await _wait_for(clean_db, at_least=(c - 2) * chunk, timeout_s=120)
+                seen = await wait_for(clean_db, at_least=(c - 2) * chunk, timeout_s=120)
                 await asyncio.sleep(rng.uniform(0.0, 0.5))
                 workers[victim].send_signal(signal.SIGKILL)
                 workers[victim].wait(10)
                 kills.append(seen)
-                workers[victim] = _spawn_worker(kafka_settings, tmp_path / f"w{victim}.log")
-        done = await _wait_for(clean_db, at_least=N, timeout_s=300)
+                workers[victim] = spawn_worker(kafka_settings, tmp_path / f"w{victim}.log")
+        done = await wait_for(clean_db, at_least=N, timeout_s=300)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             with clean_db.connect() as conn:
                 pending = conn.scalar(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
-            if pending == 0 and len(reader.delta_ids) >= _count(clean_db, OutboxMessage):
+            if pending == 0 and len(reader.delta_ids) >= count(clean_db, OutboxMessage):
                 break
             await asyncio.sleep(0.5)
         await asyncio.sleep(2)  # anything still in flight would show up as an extra effect now
     finally:
-        for w in workers:
-            w.send_signal(signal.SIGTERM)
-        for w in workers:
-            try:
-                w.wait(30)
-            except subprocess.TimeoutExpired:
-                w.kill()
+        stop_workers(workers)
         reader.close()
         await bus.close()
 
     logs = "\n".join(p.read_text(errors="replace")[-3000:] for p in tmp_path.glob("w*.log"))
     assert len(kills) == KILLS and all(0 < k < N for k in kills), f"kills did not land mid-stream: {kills}"
     assert done == N, f"only {done} of {N} events recorded; worker logs:\n{logs}"
-    assert _count(clean_db, ProcessedEvent) == N
-    assert _count(clean_db, CaseSource) == N
-    assert _count(clean_db, Case) == N
+    assert count(clean_db, ProcessedEvent) == N
+    assert count(clean_db, CaseSource) == N
+    assert count(clean_db, Case) == N
     with clean_db.connect() as conn:
         by_status = dict(conn.execute(text("SELECT status = 'merged', count(*) FROM cases GROUP BY 1")).all())
         pairs = conn.execute(

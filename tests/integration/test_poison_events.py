@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-import signal
-import subprocess
 import time
 from pathlib import Path
 
 import orjson
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, text
 
 from dispatch.bus.kafka import KafkaBus
 from dispatch.bus.port import Message
@@ -32,16 +30,11 @@ from dispatch.settings import Settings
 from dispatch.store.areas import load_district
 from dispatch.store.models import Case, CaseSource, ProcessedEvent
 from tests.factories import make_event
-from tests.integration.test_exactly_once import _lattice, _spawn_worker
+from tests.integration.worker_helpers import count, lattice, spawn_worker, stop_workers
 
 N = 10_000
 POISON_PER_KIND = 5
 REFUSED_MARK = "【库拒收】"  # titles the test's CHECK constraint refuses
-
-
-def _count(engine: Engine, table: type) -> int:
-    with engine.connect() as conn:
-        return int(conn.scalar(select(func.count()).select_from(table)) or 0)
 
 
 def _raw_poison(kind: str, n: int, key: bytes) -> Message:
@@ -68,11 +61,8 @@ async def test_twenty_poison_events_among_ten_thousand_do_not_stall_intake(
     with clean_db.begin() as conn:
         load_district(conn, "440114")
         # DDL takes no parameters; the mark is a constant of this module.
-        conn.execute(
-            text(
-                f"ALTER TABLE cases ADD CONSTRAINT test_poison_title CHECK (position('{REFUSED_MARK}' in title) = 0)"
-            )
-        )
+        check = f"CHECK (position('{REFUSED_MARK}' in title) = 0)"
+        conn.execute(text(f"ALTER TABLE cases ADD CONSTRAINT test_poison_title {check}"))
     try:
         await _run(clean_db, kafka_settings, tmp_path, rng)
     finally:
@@ -81,7 +71,7 @@ async def test_twenty_poison_events_among_ten_thousand_do_not_stall_intake(
 
 
 async def _run(engine: Engine, settings: Settings, tmp_path: Path, rng: random.Random) -> None:
-    points, streets = _lattice(rng)
+    points, streets = lattice(rng, N)
     valid = N - 4 * POISON_PER_KIND
     messages: list[Message] = []
     for i in range(valid):
@@ -100,13 +90,13 @@ async def _run(engine: Engine, settings: Settings, tmp_path: Path, rng: random.R
     topics = Topics.from_settings(settings)
     bus = KafkaBus(settings.resolved_kafka_bootstrap())
     await bus.ensure_topics(topics.partitions)
-    workers = [_spawn_worker(settings, tmp_path / f"w{i}.log") for i in range(2)]
+    workers = [spawn_worker(settings, tmp_path / f"w{i}.log") for i in range(2)]
     dlq = await bus.consumer(f"{settings.topic_prefix}dlq-reader", [topics.deadletter])
     try:
         for c in range(0, N, 1000):
             await bus.publish(topics.events, messages[c : c + 1000])
         deadline = time.monotonic() + 240
-        while _count(engine, ProcessedEvent) < valid and time.monotonic() < deadline:
+        while count(engine, ProcessedEvent) < valid and time.monotonic() < deadline:
             await asyncio.sleep(0.3)
         dead: list[tuple[str, str]] = []
         deadline = time.monotonic() + 60
@@ -116,19 +106,13 @@ async def _run(engine: Engine, settings: Settings, tmp_path: Path, rng: random.R
                 dead.append((h[STAGE].decode(), h[REASON].decode()))
         await asyncio.sleep(2)  # anything still in flight would show up as an extra effect now
     finally:
-        for w in workers:
-            w.send_signal(signal.SIGTERM)
-        for w in workers:
-            try:
-                w.wait(30)
-            except subprocess.TimeoutExpired:
-                w.kill()
+        stop_workers(workers)
         await dlq.close()
         await bus.close()
 
     logs = "\n".join(p.read_text(errors="replace")[-3000:] for p in tmp_path.glob("w*.log"))
-    assert _count(engine, ProcessedEvent) == valid, logs
-    assert _count(engine, Case) == valid and _count(engine, CaseSource) == valid
+    assert count(engine, ProcessedEvent) == valid, logs
+    assert count(engine, Case) == valid and count(engine, CaseSource) == valid
     with engine.connect() as conn:
         refused = conn.scalar(
             text("SELECT count(*) FROM cases WHERE position(:m in title) > 0"), {"m": REFUSED_MARK}
