@@ -6,6 +6,9 @@ drill or the test suite can run the whole platform — every process it starts, 
 the variable — at a chosen instant (a working Wednesday 10:00 Beijing time, a 调休 Saturday, the
 eve of National Day) while time still passes at its real speed. Transport freshness that compares
 with another machine's clock (webhook signatures, rate-limit windows) stays on the wall clock.
+
+The variable is documented with the other settings (`Settings.clock_offset_s`) but read here from
+the environment directly: the clock is needed before, and without, a settings object.
 """
 
 from __future__ import annotations

@@ -60,6 +60,12 @@ class Settings(BaseSettings):
         default=1_000_000, ge=1024, description="Largest accepted event (bytes); larger is rejected."
     )
 
+    clock_offset_s: float = Field(
+        default=0.0,
+        description="Seconds added to the wall clock for business time (deadlines, calendar, sessions): "
+        "drills and the suite's chosen instants (make test sets it from YOUHU_TEST_NOW). 0 in production. "
+        "Read by dispatch/clock.py at import, so every process of a run agrees.",
+    )
     unknown_year_policy: Literal["weekdays", "refuse"] = Field(
         default="weekdays",
         description="A year whose holiday notice is not in the table: count Monday–Friday and mark the "
