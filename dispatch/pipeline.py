@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from dispatch import clock
 from dispatch.bus.port import Bus, Consumer, Message, Record
@@ -194,11 +194,15 @@ class Pipeline:
         """Whether ``exc`` is the database's — down, restarting, a conflict, a missing table —
         rather than the batch's data. Data errors are SQLSTATE classes 22 (a value PostgreSQL
         cannot hold), 23 (a constraint) and 54 (a limit, such as an index row too large), the
-        client's own refusals (a NUL in text) and the code's errors on a strange value; any of
-        them counts only while the database answers a fresh connection."""
+        client's own refusals of a value (a NUL in text) and the code's errors on a strange value;
+        any of them counts only while the database answers a fresh connection."""
         if isinstance(exc, DBAPIError):
             code = getattr(exc.orig, "sqlstate", None)
             if exc.connection_invalidated or (code is not None and code[:2] not in _DATA_CLASSES):
+                return True
+            # No SQLSTATE: the client's own error. A connection that failed or broke is an
+            # OperationalError or InterfaceError; a value it refused to send (NUL) a DataError.
+            if code is None and isinstance(exc, OperationalError | InterfaceError):
                 return True
         try:
             with self.engine.connect() as conn:
