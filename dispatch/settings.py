@@ -114,7 +114,8 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list,
         description='Origins allowed by CORS (JSON list, e.g. ["https://map.example.gov.cn"]). Empty: '
-        "no CORS headers at all (same-origin only).",
+        "no CORS headers at all (same-origin only). The live WebSocket accepts the same Origins besides "
+        "its own host's; a socket without Origin (not a browser) is accepted too.",
     )
     max_request_bytes: int = Field(
         default=2_000_000, ge=1024, description="Largest request body outside uploads (bytes): 413 above."
@@ -212,6 +213,15 @@ class Settings(BaseSettings):
     )
     hub_auth_timeout_s: float = Field(
         default=10.0, gt=0, description="How long a new WebSocket may take to send its auth message."
+    )
+    hub_session_check_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="How often each hub re-checks the sessions of its open WebSockets (one query for all "
+        "of them): a socket whose session was logged out or revoked, or whose account was disabled, is "
+        "closed with 4401 within this time; one whose access token expired (and was not renewed on the "
+        "socket) gets nothing more and is closed likewise.",
     )
     map_basemap_url: str | None = Field(
         default=None,

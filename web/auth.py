@@ -5,7 +5,7 @@
   `logout` ends the session (its access tokens stop working at once: every request checks the
   session is alive).
 - Partners send ``X-API-Key`` (per partner, bound to its source system).
-- `token_principal` is what the WebSocket hub calls with the token a client sends first.
+- `token_session` is what the WebSocket hub calls with each token a client sends (principal and expiry).
 
 What a principal may do is the domain's business (:mod:`dispatch.access`); which route needs what
 is :mod:`web.access_policy`.
@@ -91,7 +91,13 @@ def _decode(rt: Runtime, token: str) -> dict[str, Any]:
 
 
 async def token_principal(rt: Runtime, token: str) -> Principal:
-    """The live principal behind an access token, or `Unauthenticated` (also for the WebSocket hub)."""
+    """The live principal behind an access token, or `Unauthenticated`."""
+    return (await token_session(rt, token))[0]
+
+
+async def token_session(rt: Runtime, token: str) -> tuple[Principal, float]:
+    """`token_principal` and the token's expiry (POSIX seconds of `clock`): the WebSocket hub
+    keeps a socket open until then, or until a newer token of the same session arrives."""
     claims = _decode(rt, token)
 
     def load() -> Principal | None:
@@ -101,7 +107,7 @@ async def token_principal(rt: Runtime, token: str) -> Principal:
     p = await asyncio.to_thread(load)
     if p is None:
         raise Unauthenticated("the session has ended or the account is disabled; log in again")
-    return p
+    return p, float(claims["exp"])
 
 
 async def api_key_principal(rt: Runtime, key: str) -> Principal:

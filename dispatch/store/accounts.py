@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -32,7 +32,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    any_,
     insert,
+    literal,
     select,
     update,
 )
@@ -285,6 +287,25 @@ def active_principal(conn: Connection, account_id: int, session_id: str | None) 
         q = q.where(live)
     row = conn.execute(q).first()
     return _principal(row, session_id) if row is not None else None
+
+
+def live_sessions(conn: Connection, held: Collection[tuple[str, int]]) -> set[tuple[str, int]]:
+    """Which of these (session id, account id) pairs are still alive — session not revoked nor
+    expired, account active — in one query, however many (the live hub asks for all its sockets)."""
+    if not held:
+        return set()
+    rows = conn.execute(
+        select(sessions.c.id, sessions.c.account_id)
+        .join(accounts, accounts.c.id == sessions.c.account_id)
+        .where(
+            sessions.c.id == any_(literal(sorted({sid for sid, _ in held}), ARRAY(Text))),
+            sessions.c.revoked_at.is_(None),
+            sessions.c.expires_at > clock.now(),
+            accounts.c.active.is_(True),
+        )
+    )
+    alive = {(str(r.id), int(r.account_id)) for r in rows}
+    return {pair for pair in held if pair in alive}
 
 
 def set_active(conn: Connection, account_id: int, active: bool) -> bool:

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
 from collections import deque
 
 from starlette.websockets import WebSocket
 
+from dispatch import clock
 from dispatch.access import Principal
 from web.hub.filters import Subscription
-from web.hub.protocol import Close
+from web.hub.protocol import TOKEN_EXPIRED, Close
 
 # Frames queued together go out as one JSON array: fewer socket writes when a client is behind.
 MAX_BATCH = 256
@@ -23,10 +25,15 @@ _ids = itertools.count(1)
 
 
 class Client:
-    def __init__(self, ws: WebSocket, principal: Principal, *, max_queue: int) -> None:
+    def __init__(
+        self, ws: WebSocket, principal: Principal, *, max_queue: int, expires_at: float = math.inf
+    ) -> None:
         self.id = next(_ids)
         self.ws = ws
         self.principal = principal
+        # When the socket's access token expires (POSIX seconds of `dispatch.clock`); a newer
+        # token of the same session sent on the socket moves it (see `web.hub.endpoint`).
+        self.expires_at = expires_at
         self.max_queue = max_queue
         self.sub: Subscription | None = None
         self.last_seen = time.monotonic()
@@ -76,9 +83,14 @@ class Client:
         self._paused = False
         self._wake.set()
 
+    @property
+    def expired(self) -> bool:
+        return clock.timestamp() >= self.expires_at
+
     def end(self, code: int, reason: str, *, gone: bool = False) -> None:
         if not self.ended.done():
             self.ended.set_result((code, reason, gone))
+            self._queue.clear()  # an ended client gets nothing more (a revoked session above all)
 
     async def write_loop(self) -> None:
         try:
@@ -86,6 +98,9 @@ class Client:
                 await self._wake.wait()
                 self._wake.clear()
                 while self._queue and not self._paused:
+                    if self.expired:  # between the hub's checks: not one frame past the token's exp
+                        self.end(Close.unauthenticated, TOKEN_EXPIRED)
+                        return
                     n = min(len(self._queue), MAX_BATCH)
                     batch = [self._queue.popleft() for _ in range(n)]
                     await self.ws.send_text(batch[0] if n == 1 else "[" + ",".join(batch) + "]")

@@ -10,6 +10,10 @@ from PostGIS after the hub started, so it already holds every change published b
 Every case delta the hub accepts gets the next number of the hub's stream (``seq``); the recent
 ones stay in a ring so a reconnecting client resumes after the last number it applied. Repeats of
 the bus (the outbox relay is at-least-once) are dropped by ``delta_id`` before numbering.
+
+No socket outlives its session (`Hub.check_sessions`, every ``YOUHU_HUB_SESSION_CHECK_S``): token
+expiry is known from each socket's token, and the sessions and accounts behind all the hub's
+sockets are read in one query, not one per socket.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from dispatch import clock
 from dispatch.bus.port import Consumer, Record
 from dispatch.runtime import Runtime
+from dispatch.store import accounts
 from web.hub.client import Client
 from web.hub.filters import Subscription, Verdict
 from web.hub.positions import LatestPositions, Position
-from web.hub.protocol import Close
+from web.hub.protocol import SESSION_ENDED, TOKEN_EXPIRED, Close
 from web.hub.ring import Entry, Ring
 
 log = logging.getLogger(__name__)
@@ -49,6 +55,9 @@ class HubStats:
     positions: int = 0
     dropped_slow: int = 0
     dropped_dead: int = 0
+    ended_sessions: int = 0  # sockets closed because their session or account ended
+    expired_tokens: int = 0  # sockets closed because their access token expired
+    session_checks: int = 0  # batched session queries made
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -72,6 +81,8 @@ class Hub:
         heartbeat_s: float,
         snapshot_limit: int,
         auth_timeout_s: float,
+        session_check_s: float = 2.0,
+        allowed_origins: frozenset[str] = frozenset(),
         history_margin_s: float = 300.0,
     ) -> None:
         self.rt = rt
@@ -84,6 +95,8 @@ class Hub:
         self.heartbeat_s = heartbeat_s
         self.snapshot_limit = snapshot_limit
         self.auth_timeout_s = auth_timeout_s
+        self.session_check_s = session_check_s
+        self.allowed_origins = allowed_origins  # besides the page's own; see `web.hub.endpoint`
         self.seq = 0
         self.ring = Ring(ring_size)
         self.positions = LatestPositions()
@@ -114,6 +127,8 @@ class Hub:
             heartbeat_s=s.hub_heartbeat_s,
             snapshot_limit=s.hub_snapshot_limit,
             auth_timeout_s=s.hub_auth_timeout_s,
+            session_check_s=s.hub_session_check_s,
+            allowed_origins=frozenset(o.strip().rstrip("/").lower() for o in s.cors_origins),
         )
 
     # ---- clients --------------------------------------------------------------------------------
@@ -266,6 +281,7 @@ class Hub:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume and fan out until ``stop``; then end every client with "going away"."""
         beat = asyncio.create_task(self._heartbeats(stop), name="hub-heartbeats")
+        sessions = asyncio.create_task(self._sessions(stop), name="hub-sessions")
         consumer: Consumer | None = None
         t = self.rt.topics
         want = {(topic, p) for topic in (t.cases, t.positions) for p in range(t.partitions[topic])}
@@ -301,9 +317,10 @@ class Hub:
                     self.ingest(records)
                     await asyncio.sleep(0)  # let the writers drain before the next batch lands
         finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+            for task in (beat, sessions):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             for c in list(self.clients):
                 c.end(Close.going_away, "hub shutting down: reconnect and resume")
             if consumer is not None:
@@ -323,3 +340,39 @@ class Hub:
                     c.end(Close.heartbeat, "no answer to pings")
                 else:
                     c.offer(frame)
+
+    async def _sessions(self, stop: asyncio.Event) -> None:
+        """End every socket whose token expired or whose session ended, each interval: expiry from
+        the token's own ``exp``, sessions and accounts in one query for all sockets of the hub."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.session_check_s)
+            try:
+                await self.check_sessions()
+            except Exception:  # the database is away: tokens still expire; sessions next time
+                log.warning("hub %s: session check failed; trying again", self.id, exc_info=True)
+
+    async def check_sessions(self) -> None:
+        now = clock.timestamp()
+        held: dict[tuple[str, int], list[Client]] = defaultdict(list)
+        for c in list(self.clients):
+            if not c.open:
+                continue
+            if c.expires_at <= now:
+                c.end(Close.unauthenticated, TOKEN_EXPIRED)
+            elif c.principal.session_id is not None:
+                held[(c.principal.session_id, c.principal.account_id)].append(c)
+        if not held:
+            return
+
+        def query() -> set[tuple[str, int]]:
+            with self.rt.engine.connect() as conn:
+                return accounts.live_sessions(conn, held.keys())
+
+        alive = await asyncio.to_thread(query)
+        self.stats.session_checks += 1
+        for pair, clients in held.items():
+            if pair not in alive:
+                for c in clients:
+                    if c.open:
+                        c.end(Close.unauthenticated, SESSION_ENDED)

@@ -1,15 +1,29 @@
 """The live-map protocol on ``WS /api/v1/live``: what a client may send, what it gets, close codes.
 
+The handshake is refused (HTTP 403, ``{"detail": …}``, before any WebSocket exists) when it
+carries an ``Origin`` that is neither the page's own (its netloc equals the ``Host`` header) nor
+one of ``YOUHU_CORS_ORIGINS``; a client that sends no ``Origin`` (not a browser) is let in.
+
 Client → hub (JSON text frames):
-- ``{"type":"auth","token":…}`` first, within ``YOUHU_HUB_AUTH_TIMEOUT_S`` (else 4401);
+- ``{"type":"auth","token":…}`` first, within ``YOUHU_HUB_AUTH_TIMEOUT_S`` (else 4401); sent again
+  later with a newer access token of the same session (after an HTTP refresh), it renews the
+  socket → ``{"type":"authed","expires_in":<s>}``, or an ``error`` (the old token still holds);
 - ``{"type":"subscribe","filters":{areas, statuses, categories, sources, positions}}`` → a snapshot,
   then live messages;
 - ``{"type":"resume","since":<seq>,"hub":<id>,"filters":{…}}`` after a reconnect → everything after
   ``since`` (no gap, no duplicate), or ``resync`` + a fresh snapshot when the hub no longer has it;
 - ``{"type":"pong"}`` in answer to each ``ping`` (any message counts as a sign of life).
 
-Hub → client: one message object per frame, or a JSON array of several, in order: ``welcome``,
-``snapshot``, ``delta``, ``leave``, ``position``, ``resumed``, ``resync``, ``ping``, ``error``.
+Hub → client: one message object per frame, or a JSON array of several, in order: ``welcome``
+(with ``expires_in``: seconds left of the token), ``snapshot``, ``delta``, ``leave``, ``position``,
+``resumed``, ``resync``, ``authed``, ``ping``, ``error``.
+
+No socket outlives its session: every ``YOUHU_HUB_SESSION_CHECK_S`` the hub checks the sessions
+of all its sockets in one query and closes, with 4401 and `SESSION_ENDED`, those whose session
+was logged out or revoked or whose account was disabled; a socket whose token expired gets no
+frame past the token's ``exp`` and is closed with 4401 and `TOKEN_EXPIRED`. A ``subscribe`` or
+``resume`` re-reads the session (and the account's current scope) first, so a revoked socket
+cannot subscribe again.
 """
 
 from __future__ import annotations
@@ -28,10 +42,15 @@ class Close(IntEnum):
 
     going_away = 1001  # the hub shuts down: reconnect (elsewhere) and resume
     protocol = 4400  # malformed or unexpected message
-    unauthenticated = 4401  # no, bad or expired token: log in again
+    unauthenticated = 4401  # no, bad or expired token, or the session ended: refresh or log in again
     forbidden = 4403  # the account may not read cases
     heartbeat = 4408  # no answer to pings: presumed dead
     too_slow = 4409  # the client fell too far behind: reconnect and resume (or resync)
+
+
+# Close reasons a person may read (the page shows why the feed stopped).
+SESSION_ENDED = "会话已结束，请重新登录"
+TOKEN_EXPIRED = "登录已过期，请重新登录"
 
 
 class FiltersIn(BaseModel):

@@ -1,6 +1,7 @@
 // The live feed (WS /api/v1/live): authenticate, subscribe, apply the stream; after any break,
 // reconnect and resume after the last sequence number applied (the hub replays what was missed,
 // or answers "resync" and sends a fresh snapshot). Pings are answered; a silent hub is left.
+// Before the socket's token expires it gets a newer one (the hub closes it with 4401 otherwise).
 
 import type { Api } from "./api";
 import type { CaseState, CaseStore, Position } from "./store";
@@ -16,7 +17,8 @@ interface Filters {
 }
 
 type Msg =
-  | { type: "welcome"; hub: string; seq: number; heartbeat_s: number }
+  | { type: "welcome"; hub: string; seq: number; heartbeat_s: number; expires_in: number }
+  | { type: "authed"; expires_in: number }
   | {
       type: "snapshot";
       hub: string;
@@ -46,6 +48,8 @@ export class LiveFeed {
   private watchdog: number | undefined;
   private timer: number | undefined;
   private holdUntil = 0;
+  private renewal: number | undefined;
+  private sentToken: string | null = null;
   state: LiveState = "connecting";
   onState: (s: LiveState) => void = () => undefined;
   /** Counts for the status bar and the tests: deltas applied, resumes, resyncs. */
@@ -98,7 +102,8 @@ export class LiveFeed {
     this.ws = ws;
     ws.onopen = async () => {
       try {
-        ws.send(JSON.stringify({ type: "auth", token: await this.api.freshToken() }));
+        this.sentToken = await this.api.freshToken();
+        ws.send(JSON.stringify({ type: "auth", token: this.sentToken }));
       } catch {
         ws.close();
       }
@@ -111,6 +116,7 @@ export class LiveFeed {
     ws.onclose = (ev: CloseEvent) => {
       if (this.ws !== ws) return;
       this.ws = null;
+      window.clearTimeout(this.renewal);
       if (this.stopped) return;
       this.setState("reconnecting");
       const force = ev.code === 4401; // token expired or session ended: refresh first
@@ -128,10 +134,29 @@ export class LiveFeed {
     };
   }
 
+  /** A minute before the socket's token expires (at half its life if shorter), send it a newer
+   * token of the session: the REST client's if it has refreshed meanwhile, else a new refresh. */
+  private renewBefore(ws: WebSocket, expiresIn: number): void {
+    window.clearTimeout(this.renewal);
+    this.renewal = window.setTimeout(
+      async () => {
+        if (this.ws !== ws) return;
+        try {
+          this.sentToken = await this.api.freshToken(this.api.token === this.sentToken);
+          ws.send(JSON.stringify({ type: "auth", token: this.sentToken }));
+        } catch {
+          // logged out: the hub closes the socket
+        }
+      },
+      Math.max(expiresIn / 2, expiresIn - 60) * 1000,
+    );
+  }
+
   private handle(ws: WebSocket, m: Msg): void {
     switch (m.type) {
       case "welcome":
         this.heartbeatMs = m.heartbeat_s * 1000;
+        this.renewBefore(ws, m.expires_in);
         if (this.hub !== null && this.seq !== null) {
           ws.send(JSON.stringify({ type: "resume", since: this.seq, hub: this.hub, filters: this.filters }));
         } else {
@@ -166,6 +191,9 @@ export class LiveFeed {
         break;
       case "resync":
         this.counters.resyncs++; // a fresh snapshot follows
+        break;
+      case "authed":
+        this.renewBefore(ws, m.expires_in);
         break;
       case "ping":
         ws.send(JSON.stringify({ type: "pong" }));
