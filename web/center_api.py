@@ -21,6 +21,7 @@ from dispatch.access import case_filter
 from dispatch.indicators import DEFINITIONS, IndicatorQueryError, IndicatorReport, Period, compute_indicators
 from web.auth import CurrentPrincipal
 from web.deps import RT
+from web.spreadsheet import append_row
 
 router = APIRouter(tags=["command center"])
 
@@ -81,21 +82,22 @@ def indicators_workbook(report: IndicatorReport) -> bytes:
     dims = list(report.by)
     count_cols = list(vars(report.rows[0].counts)) if report.rows else []
     rate_cols = list(vars(report.rows[0].rates)) if report.rows else []
-    ws.append(dims + count_cols + rate_cols)
+    append_row(ws, dims + count_cols + rate_cols)
     for cell in ws[1]:
         cell.font = Font(bold=True)
     for row in report.rows:
         counts: dict[str, Any] = vars(row.counts)
         rates: dict[str, Any] = vars(row.rates)
-        ws.append(
-            [row.key.get(d) for d in dims] + [counts[c] for c in count_cols] + [rates[c] for c in rate_cols]
+        append_row(
+            ws,
+            [row.key.get(d) for d in dims] + [counts[c] for c in count_cols] + [rates[c] for c in rate_cols],
         )
     defs = wb.create_sheet("definitions")
-    defs.append(["as_of", report.as_of.isoformat()])
-    defs.append(["from", report.date_from.isoformat() if report.date_from else ""])
-    defs.append(["to", report.date_to.isoformat() if report.date_to else ""])
+    append_row(defs, ["as_of", report.as_of.isoformat()])
+    append_row(defs, ["from", report.date_from.isoformat() if report.date_from else ""])
+    append_row(defs, ["to", report.date_to.isoformat() if report.date_to else ""])
     for k, v in DEFINITIONS.items():
-        defs.append([k, v])
+        append_row(defs, [k, v])
     out = io.BytesIO()
     wb.save(out)
     return out.getvalue()

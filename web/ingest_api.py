@@ -9,7 +9,10 @@ Who may publish what (DESIGN §7, issue 6): a partner only events whose CloudEve
 ``/partners/<username>`` and whose ``data.source_system`` is the source system its account is bound
 to; an inspector only as the mobile app (``mobile``); an admin anything. A refusal is 403 with the
 reason. Every rejected input — invalid (400/413) or refused (403) — also goes to the dead-letter
-topic with its original bytes, the reason and the stage (``http.ingest`` / ``http.ingest.authorize``).
+topic with its original bytes (personal numbers masked), the reason and the stage (``http.ingest``
+/ ``http.ingest.authorize``).
+Accepted events have the personal numbers of their free texts sealed before they are published
+(`dispatch.personal_data.seal_event`), like every other source's.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dispatch.bus.port import Headers
 from dispatch.deadletter import dead_letter
 from dispatch.event_data import SourceSystem
 from dispatch.events import CanonicalEvent, EventRejected, parse_event, to_message
+from dispatch.personal_data import redact_text, seal_event
 from dispatch.runtime import Runtime
 from web.auth import CurrentPrincipal
 from web.deps import RT
@@ -84,7 +88,9 @@ async def _reject(
 ) -> HTTPException:
     """Dead-letter the input as it came, then the HTTP error to raise."""
     actor = (ACTOR_HEADER, p.actor.encode())
-    await rt.bus.publish(rt.topics.deadletter, [dead_letter(body, reason, stage, headers=(*headers, actor))])
+    # The dead-letter topic is Kafka too: no clear personal number reaches it.
+    value = redact_text(body.decode("utf-8", "replace")).encode()
+    await rt.bus.publish(rt.topics.deadletter, [dead_letter(value, reason, stage, headers=(*headers, actor))])
     log.info("ingest refused (%s, %s): %s", stage, p.actor, reason)
     return HTTPException(status, detail=reason)
 
@@ -118,7 +124,7 @@ async def ingest(request: Request, rt: RT, p: CurrentPrincipal) -> IngestAccepte
     refusal = publish_refusal(p, event)
     if refusal is not None:
         raise await _reject(rt, body, headers, p, 403, refusal, STAGE_AUTHORIZE)
-    await rt.bus.publish(rt.topics.events, [to_message(event)])
+    await rt.bus.publish(rt.topics.events, [to_message(seal_event(rt.settings.vault(), event))])
     return IngestAccepted(id=event.id, source=event.source)
 
 
@@ -159,7 +165,8 @@ async def _ingest_batch(rt: Runtime, p: Principal, body: bytes, headers: Headers
         reason += f"; … {more} more" if more > 0 else ""
         status, stage = (403, STAGE_AUTHORIZE) if refused else (400, STAGE_PARSE)
         raise await _reject(rt, body, headers, p, status, f"batch rejected: {reason}", stage)
-    await rt.bus.publish(rt.topics.events, [to_message(e) for e in events])
+    vault = rt.settings.vault()
+    await rt.bus.publish(rt.topics.events, [to_message(seal_event(vault, e)) for e in events])
     return IngestBatchAccepted(
         count=len(events), events=[IngestAccepted(id=e.id, source=e.source) for e in events]
     )

@@ -35,6 +35,7 @@ from web.auth import CurrentPrincipal
 from web.cases_api import Loader
 from web.center_api import XLSX_MEDIA_TYPE
 from web.deps import RT
+from web.spreadsheet import append_row
 
 router = APIRouter(tags=["command center"])
 
@@ -220,13 +221,16 @@ def report_workbook(rep: ReportOut) -> bytes:
     width = 2 + len(rep.columns)  # 序号, the dimension, the columns
     last = get_column_letter(width)
 
-    ws.append([rep.title])
+    append_row(ws, [rep.title])
     ws.merge_cells(f"A1:{last}1")
     ws["A1"].font = Font(size=16, bold=True)
     ws["A1"].alignment = Alignment(horizontal="center")
-    ws.append([f"统计期间：{rep.period_label}（{rep.from_.isoformat()} 至 {rep.to.isoformat()}，不含后者）"])
+    append_row(
+        ws, [f"统计期间：{rep.period_label}（{rep.from_.isoformat()} 至 {rep.to.isoformat()}，不含后者）"]
+    )
     ws.merge_cells(f"A2:{last}2")
-    ws.append(
+    append_row(
+        ws,
         [
             f"制表单位：{rep.issuer}",
             None,
@@ -235,14 +239,14 @@ def report_workbook(rep: ReportOut) -> bytes:
             None,
             None,
             f"制表时间：{rep.tabulated_at:%Y-%m-%d %H:%M}",
-        ]
+        ],
     )
     ws.merge_cells("A3:F3")
     ws.merge_cells(f"G3:{last}3")
     ws["G3"].alignment = Alignment(horizontal="right")
 
     header = ["序号", rep.by_label, *(c.zh for c in rep.columns)]
-    ws.append(header)
+    append_row(ws, header)
     head_row = ws.max_row
     for cell in ws[head_row]:
         cell.font = Font(bold=True)
@@ -250,7 +254,7 @@ def report_workbook(rep: ReportOut) -> bytes:
         cell.border = _BOX
 
     def put(first: object, name: str | None, row: ReportRowOut, bold: bool = False) -> None:
-        ws.append([first, name, *(row.values.get(c.key) for c in rep.columns)])
+        append_row(ws, [first, name, *(row.values.get(c.key) for c in rep.columns)])
         r = ws.max_row
         for i, cell in enumerate(ws[r]):
             cell.border = _BOX
@@ -267,10 +271,10 @@ def report_workbook(rep: ReportOut) -> bytes:
     ws.merge_cells(start_row=ws.max_row, start_column=1, end_row=ws.max_row, end_column=2)
     ws.cell(row=ws.max_row, column=1).alignment = Alignment(horizontal="center")
 
-    ws.append([])
-    ws.append(["说明："])
+    append_row(ws, [])
+    append_row(ws, ["说明："])
     for note in rep.notes:
-        ws.append([note])
+        append_row(ws, [note])
         ws.merge_cells(f"A{ws.max_row}:{last}{ws.max_row}")
 
     ws.column_dimensions["A"].width = 6

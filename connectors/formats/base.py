@@ -26,7 +26,7 @@ from dispatch.event_data import (
     SourceCategory,
 )
 from dispatch.events import CanonicalEvent
-from dispatch.personal_data import PersonalDataVault, PersonalKind, Sealed, is_sealed, redact_text
+from dispatch.personal_data import PersonalDataVault, PersonalKind, Sealed, TextSealer, id_check_digit
 from dispatch.taxonomy import default_taxonomy
 from geo.crs import Crs, in_china_box, to_wgs84
 
@@ -125,8 +125,6 @@ def check_reported_at(when: datetime, field: str, now: datetime | None = None) -
 # Personal data: checked for shape without ever echoing the value in an error.
 # ----------------------------------------------------------------------------------------------
 
-_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_ID_CHECK = "10X98765432"
 _ID_SHAPE = re.compile(r"^\d{17}[\dX]$")
 _PHONE_SHAPE = re.compile(r"^(?:\+?86[- ]?)?(?:1[3-9]\d{9}|0\d{2,3}-?\d{7,8}|\d{7,8}|12345|1[0-9]{4})$")
 
@@ -135,8 +133,7 @@ def _check_id_number(value: str) -> str:
     v = value.strip().upper()
     if not _ID_SHAPE.fullmatch(v):
         raise ValueError("not an 18-character resident ID number (身份证号)")
-    total = sum(int(c) * w for c, w in zip(v[:17], _ID_WEIGHTS, strict=True))
-    if _ID_CHECK[total % 11] != v[17]:
+    if id_check_digit(v[:17]) != v[17]:
         raise ValueError("resident ID number fails its check digit (GB 11643)")
     return v
 
@@ -194,21 +191,6 @@ def seal_person(vault: PersonalDataVault, person: Person | None) -> dict[str, Se
     if person.dianhua:
         out["dianhua"] = vault.seal(PersonalKind.phone, person.dianhua)
     return out
-
-
-def redact_tree(value: Any) -> Any:
-    """Every free string in a JSON tree through `redact_text`; sealed values are left as they are.
-    The second line of defence for the ``native`` dict: a number typed into a remark field is
-    masked even though no field told us it was personal."""
-    if is_sealed(value):
-        return value
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, dict):
-        return {k: redact_tree(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact_tree(v) for v in value]
-    return value
 
 
 # ----------------------------------------------------------------------------------------------
@@ -300,14 +282,19 @@ def native_category(source: str, code: str, field: str, what: str) -> tuple[Sour
     return SourceCategory(code=code, label=nc.label_zh), nc.unified
 
 
-def title_of(*parts: str | None, limit: int = 200) -> str:
-    text = "：".join(p.strip() for p in parts if p and p.strip())
-    text = redact_text(text)
+def title_of(*parts: str | None) -> str:
+    """The parts joined; `build_event` seals its numbers first and then clips it to 200 characters
+    (clipping first could cut a number in two and leave its head unmasked)."""
+    return "：".join(p.strip() for p in parts if p and p.strip())
+
+
+def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def build_event(
     *,
+    vault: PersonalDataVault,
     source: str,
     record_id: str,
     category: tuple[SourceCategory, str],
@@ -330,6 +317,13 @@ def build_event(
     native_doc = dict(native)
     if unhashed:
         native_doc["photos_unhashed"] = unhashed
+    # Numbers written into free text are sealed like the structured personal fields: masked in
+    # place, the clear value only under AES-GCM in native.personal_in_text.
+    sealer = TextSealer(vault)
+    title = _clip(sealer.text(title, "title"), 200)
+    description = sealer.text(description, "description")[:10_000]
+    address = sealer.text(address, "address")[:500] if address else None
+    sealed_native = sealer.attach(sealer.tree(native_doc, "native"))
     data = EventData.model_validate(
         {
             "source_system": source,
@@ -337,16 +331,16 @@ def build_event(
             "source_category": category[0],
             "unified_category": category[1],
             "title": title,
-            "description": redact_text(description)[:10_000],
+            "description": description,
             "location": point,
             "original_location": original,
-            "address": redact_text(address)[:500] if address else None,
+            "address": address,
             "reported_at": reported_at,
             "reporter": reporter,
             "attachments": atts,
             "priority": priority,
             "source_deadline": source_deadline,
-            "native": redact_tree(native_doc),
+            "native": sealed_native,
         }
     )
     return CanonicalEvent(

@@ -108,6 +108,7 @@ def to_event(model: ChaiweiClue, vault: PersonalDataVault) -> CanonicalEvent:
     size = f"{model.jianzhu_jg}{model.jianzhu_lx}约{model.mianji_m2:g}平方米"
     kind = _REPORTER_KIND[model.faxian_fs]
     return build_event(
+        vault=vault,
         source=SOURCE,
         record_id=record_id(model),
         category=category,

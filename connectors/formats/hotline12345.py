@@ -87,6 +87,7 @@ def to_event(model: HotlineWorkOrder, vault: PersonalDataVault) -> CanonicalEven
             caller = {k: {**v, "masked": CONFIDENTIAL_MASK} for k, v in caller.items()}
         native["laidian_ren"] = caller
     return build_event(
+        vault=vault,
         source=SOURCE,
         record_id=record_id(model),
         category=category,

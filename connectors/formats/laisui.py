@@ -112,6 +112,7 @@ def to_event(model: LaisuiInspection, vault: PersonalDataVault) -> CanonicalEven
             f"人均{per_person:.1f}平方米）"
         )
     return build_event(
+        vault=vault,
         source=SOURCE,
         record_id=record_id(model),
         category=category,

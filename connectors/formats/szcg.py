@@ -123,6 +123,7 @@ def to_event(model: SzcgCase, vault: PersonalDataVault) -> CanonicalEvent:
     kind = _REPORTER_KIND[model.anjian_ly]
     cell = model.danyuan_wg_bm
     return build_event(
+        vault=vault,
         source=SOURCE,
         record_id=record_id(model),
         category=category,

@@ -73,6 +73,7 @@ def to_event(model: WanggeEvent, vault: PersonalDataVault) -> CanonicalEvent:
     if resident:
         native["qiuzhu_ren"] = resident
     return build_event(
+        vault=vault,
         source=SOURCE,
         record_id=record_id(model),
         category=category,

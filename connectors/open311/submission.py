@@ -2,8 +2,9 @@
 
 Personal data (first_name, last_name, phone, email, device_id, account_id) is sealed with the
 personal-data vault here, before the event exists: the bus, the logs and the store only ever see
-``{"kind", "masked", "sealed"}``. Free text (description, text attributes, address) goes through
-`redact_text` as the second line of defence. Error descriptions name fields, never their values.
+``{"kind", "masked", "sealed"}``. A number written into free text (description, text attributes,
+address) is sealed the same way (`TextSealer`: masked in place, sealed in native.personal_in_text).
+Error descriptions name fields, never their values.
 
 The event: CloudEvents ``source`` ``/partners/<username>``, ``id`` and ``data.source_record_id``
 ``open311-<token>`` (unique per request, so two partners sharing the ``partner`` source system can
@@ -27,7 +28,7 @@ from dispatch import clock
 from dispatch.access import Scope
 from dispatch.event_data import EventData, OriginalLocation, PointGeometry, Reporter, SourceCategory
 from dispatch.events import CanonicalEvent
-from dispatch.personal_data import PersonalDataVault, PersonalKind, Sealed, redact_text
+from dispatch.personal_data import PersonalDataVault, PersonalKind, Sealed, TextSealer
 from geo.crs import Crs, in_china_box, to_wgs84
 
 EVENT_TYPE: Final = "cn.youhu.event.reported"
@@ -306,7 +307,7 @@ def _attribute_value(attr: Attribute, values: list[str], problems: list[Problem]
             )
         )
         return None
-    return redact_text(value)
+    return value  # clear until `to_event` seals its numbers
 
 
 def record_id(token: str) -> str:
@@ -334,12 +335,16 @@ def to_event(
     now: datetime | None = None,
     partitionkey: str | None = None,
 ) -> CanonicalEvent:
-    """The canonical event of a submission (personal data sealed, free text redacted)."""
+    """The canonical event of a submission (personal data sealed, also where it is written into
+    the description, the address or a text attribute)."""
     now = now or clock.now()
     service = sub.service
-    description = redact_text(sub.description)
+    sealer = TextSealer(vault)
+    description = sealer.text(sub.description, "description")
     title = service.name if not description else f"{service.name}：{description}"
     title = title if len(title) <= 200 else title[:199] + "…"
+    if description:
+        sealer.text(sub.description, "title")  # the same numbers: only notes where they appear
     location = original = None
     if sub.point is not None:
         location = PointGeometry(coordinates=sub.point)
@@ -353,7 +358,7 @@ def to_event(
         if value is not None:
             native[key] = value
     if sub.attributes:
-        native["attributes"] = sub.attributes
+        native["attributes"] = sealer.tree(sub.attributes, "native.open311.attributes")
     if sub.contact:
         native["contact"] = seal_contact(vault, sub.contact)
     rid = record_id(token)
@@ -366,10 +371,10 @@ def to_event(
         description=description,
         location=location,
         original_location=original,
-        address=redact_text(sub.address) if sub.address else None,
+        address=sealer.text(sub.address, "address") if sub.address else None,
         reported_at=now,
         reporter=Reporter(kind="public"),
-        native={"open311": native},
+        native=sealer.attach({"open311": native}),
     )
     return CanonicalEvent(
         id=rid,

@@ -5,9 +5,10 @@ own topic instead of calling our webhook. Each message is either
 - a CloudEvent (binary mode: ``ce_*`` headers; structured: a JSON object with ``specversion``),
   which must be a canonical event *of that source* (``data.source_system`` = the topic's source), or
 - a native record of the source's format (a JSON object).
-Valid ones are republished on ``youhu.events.v1`` (texts redacted, keyed by street), bad ones are
-dead-lettered with the reason and their origin (topic, partition, offset). Offsets are committed
-only after both publishes: a crash re-reads, and (source, id) makes the repeat harmless.
+Valid ones are republished on ``youhu.events.v1`` (personal numbers in their texts sealed, keyed
+by street), bad ones are dead-lettered with the reason and their origin (topic, partition,
+offset). Offsets are committed only after both publishes: a crash re-reads, and (source, id)
+makes the repeat harmless.
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ from dataclasses import dataclass
 import orjson
 
 from connectors.formats import get_format
-from connectors.formats.base import redact_tree
 from connectors.transports.edge import Edge, Incoming
 from dispatch.bus.port import Bus, Consumer, Message, Record
 from dispatch.deadletter import dead_letter
 from dispatch.events import CanonicalEvent, EventRejected, parse_event
-from dispatch.personal_data import redact_text
+from dispatch.personal_data import redact_text, seal_event
 
 log = logging.getLogger(__name__)
 STAGE = "partner.topic"
@@ -49,20 +49,6 @@ def _is_cloudevent(record: Record) -> bool:
         return True
     head = record.value[:4096]
     return b'"specversion"' in head and record.value.lstrip()[:1] == b"{"
-
-
-def _sanitized(event: CanonicalEvent) -> CanonicalEvent:
-    """The partner's event with free texts redacted: a partner's data obeys our rules too."""
-    d = event.data
-    data = d.model_copy(
-        update={
-            "title": redact_text(d.title),
-            "description": redact_text(d.description),
-            "address": redact_text(d.address) if d.address else None,
-            "native": redact_tree(d.native),
-        }
-    )
-    return CanonicalEvent(event.id, event.source, event.type, event.time, data, event.partitionkey)
 
 
 class PartnerTopicConsumer:
@@ -105,7 +91,7 @@ class PartnerTopicConsumer:
                     value = redact_text(r.value.decode("utf-8", "replace")).encode()
                     dead.append(dead_letter(value, exc.reason, STAGE, key=r.key, headers=r.headers, origin=r))
                     continue
-                events.append(_sanitized(event))
+                events.append(seal_event(self.edge.vault, event))
                 continue
             if len(r.value) > self.max_event_bytes:
                 native.append(
