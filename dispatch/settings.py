@@ -133,7 +133,16 @@ class Settings(BaseSettings):
         description="Requests per minute per user or API key (per anonymous address for logins); 429 above.",
     )
     login_rate_limit_per_minute: int = Field(
-        default=10, ge=1, description="Login attempts per minute per username and per address; 429 above."
+        default=10,
+        ge=1,
+        description="Login attempts per minute per address ×5; wrong passwords per username above it "
+        "hold off only the addresses they came from (429 + Retry-After).",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (JSON list of "
+        'addresses or networks, e.g. ["10.0.0.5", "10.1.0.0/16"]). Empty: the socket peer is the '
+        "client address (login limits per address use it), forwarded headers are ignored.",
     )
 
     # --- write-back and forwarding to the source systems (connectors/writeback) ---

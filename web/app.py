@@ -15,8 +15,10 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from connectors.runtime import run_connectors
+from dispatch.access import Permission
 from dispatch.personal_data import install_log_redaction
 from dispatch.runtime import open_runtime
 from dispatch.settings import Settings
@@ -24,6 +26,7 @@ from dispatch.store.db import database_health
 from web.access_policy import enforce_policy
 from web.accounts_api import router as accounts_router
 from web.admin_api import router as admin_router
+from web.auth import resolve_principal
 from web.auth import router as auth_router
 from web.cases_api import router as cases_router
 from web.center_api import mount_center
@@ -38,7 +41,7 @@ from web.hub import start_hub
 from web.indicators_api import router as indicators_router
 from web.ingest_api import router as ingest_router
 from web.json_guard import JsonGuard
-from web.middleware import LimitsAndHeaders
+from web.middleware import HeadAsGet, LimitsAndHeaders, install_secret_redaction
 from web.mobile_api import mount_mobile
 from web.mobile_api import router as mobile_router
 from web.open311_api import router as open311_router
@@ -78,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await rt.close()
 
     install_log_redaction()
+    install_secret_redaction()  # keys and tokens out of every log line (the access log's query strings)
     app = FastAPI(
         title="Youhu 有呼必应 — command-dispatch platform API",
         version="0.1.0",
@@ -108,11 +112,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(positions_router)  # patrol positions → youhu.positions.v1 (web/positions_api.py)
 
     @app.get("/health", response_model=HealthOut, tags=["ops"])
-    async def health(rt: RT) -> JSONResponse:
+    async def health(request: Request, rt: RT) -> JSONResponse:
         db = await asyncio.to_thread(database_health, rt.engine)
         bus = await rt.bus.health()
         ok = bool(db.get("ok")) and bool(bus.get("ok"))
-        body = {"status": "ok" if ok else "degraded", "database": db, "bus": bus}
+        down = [name for name, h in (("数据库", db), ("消息总线", bus)) if not h.get("ok")]
+        body: dict[str, object] = {
+            "status": "ok" if ok else "degraded",
+            "problems": [f"{name}不可用" for name in down],
+        }
+        # Users, hosts, ports and versions help an attacker: anonymous callers get the status only.
+        p = await resolve_principal(request)
+        if p is not None and p.has(Permission.admin):
+            body |= {"database": db, "bus": bus}
+        else:
+            body |= {"database": {"ok": bool(db.get("ok"))}, "bus": {"ok": bool(bus.get("ok"))}}
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.exception_handler(DataError)
@@ -138,8 +152,12 @@ def _edge(app: FastAPI, settings: Settings) -> None:
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "Idempotency-Key"],
             max_age=600,
         )
+    if settings.trusted_proxies:
+        # The client address from X-Forwarded-For, believed only from these peers (login limits).
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     # Inside the size limits (added later = outside): a body is counted before it is parsed.
     app.add_middleware(JsonGuard)
+    app.add_middleware(HeadAsGet)
     app.add_middleware(
         LimitsAndHeaders,
         default_limit=settings.max_request_bytes,

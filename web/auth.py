@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 import jwt
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import HTTPConnection
@@ -196,13 +196,20 @@ class MeOut(BaseModel):
     permissions: list[str]
 
 
+def _no_store(response: Response) -> None:
+    """Token answers must not be cached by browsers or proxies (RFC 6749 §5.1)."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+
+
 @router.post(
     "/login",
     response_model=TokensOut,
     responses={401: {"model": ProblemOut}, 429: {"model": ProblemOut}},
     summary="Log in (登录): username + password → access and refresh tokens",
 )
-async def login(body: LoginIn, request: Request, rt: RT) -> TokensOut:
+async def login(body: LoginIn, request: Request, response: Response, rt: RT) -> TokensOut:
+    _no_store(response)
     client = request.client.host if request.client else "?"
     try:
         limiter_of(request.app).hit_login(body.username, client, rt.settings.login_rate_limit_per_minute)
@@ -221,6 +228,7 @@ async def login(body: LoginIn, request: Request, rt: RT) -> TokensOut:
 
     out = await asyncio.to_thread(run)
     if out is None:
+        limiter_of(request.app).login_failed(body.username, client, rt.settings.login_rate_limit_per_minute)
         raise Unauthenticated("wrong username or password")
     p, refresh = out
     token, ttl = issue_access_token(rt, p)
@@ -233,7 +241,9 @@ async def login(body: LoginIn, request: Request, rt: RT) -> TokensOut:
     responses={401: {"model": ProblemOut}},
     summary="A new access token for a refresh token (the refresh token rotates; re-use ends the session)",
 )
-async def refresh(body: RefreshIn, rt: RT) -> TokensOut:
+async def refresh(body: RefreshIn, response: Response, rt: RT) -> TokensOut:
+    _no_store(response)
+
     def run() -> tuple[Principal, str]:
         with rt.engine.begin() as conn:
             try:

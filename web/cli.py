@@ -27,6 +27,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         host=args.host or settings.host,
         port=args.port or settings.port,
         log_level="info",
+        # Forwarded headers only from the configured proxies (the app applies them, web/app.py).
+        proxy_headers=False,
     )
     return 0
 

@@ -1,9 +1,13 @@
 """Edge protections of every request: body size limits and security headers (pure ASGI, so
-streamed bodies are counted as they arrive and a lying Content-Length does not get through)."""
+streamed bodies are counted as they arrive and a lying Content-Length does not get through),
+HEAD answered like GET, and secrets kept out of the logs."""
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 from fastapi import HTTPException
@@ -102,3 +106,62 @@ async def _too_large(send: Send, limit: int) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class HeadAsGet:
+    """HEAD answers like GET without the body (RFC 9110 §9.3.2): FastAPI routes only GET."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def without_body(msg: Message) -> None:
+            if msg["type"] == "http.response.body":
+                if msg.get("more_body", False):
+                    return
+                msg = {"type": "http.response.body", "body": b""}
+            await send(msg)
+
+        await self.app({**scope, "method": "GET"}, receive, without_body)
+
+
+# Query parameters and headers that carry credentials. Access logs print the full path (an API key
+# in ``?api_key=`` would be readable by everyone who reads the logs), so every log line is cleaned.
+_SECRET_PARAM = re.compile(
+    r"(?i)(?<![A-Za-z0-9_])(api_key|apikey|key|token|access_token|refresh_token|password)=[^&\s\"'#]+"
+)
+_SECRET_HEADER = re.compile(
+    r"(?i)((?:authorization|x-api-key)['\"]?\s*[:=,]\s*\(?['\"]?(?:bearer\s+)?)[^\s'\",;)]+"
+)
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with the values of credential parameters and headers replaced by ``***``."""
+    text = _SECRET_PARAM.sub(lambda m: f"{m.group(1)}=***", text)
+    return _SECRET_HEADER.sub(lambda m: f"{m.group(1)}***", text)
+
+
+def install_secret_redaction() -> None:
+    """Clean every log record as it is made (a record factory, so records of any logger and to any
+    handler, uvicorn's access log included, are covered; installed once per process)."""
+    inner = logging.getLogRecordFactory()
+    if getattr(inner, "redacts_secrets", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = inner(*args, **kwargs)
+        try:
+            msg = record.getMessage()
+        except (TypeError, ValueError):
+            return record  # a broken format string: logging reports it as usual
+        clean = redact_secrets(msg)
+        if clean != msg:
+            record.msg, record.args = clean, None
+        return record
+
+    factory.redacts_secrets = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)

@@ -37,9 +37,25 @@ class Limiter:
         self._hit(per_minute, "this account", "user", str(p.account_id))
 
     def hit_login(self, username: str, address: str, per_minute: int) -> None:
-        # Both: one address guessing many users, and many addresses guessing one user.
-        self._hit(per_minute, "this username", "login-user", username)
+        """Before a login is checked: every attempt counts against its address; a username whose
+        wrong passwords passed the limit refuses only the addresses those failures came from, so
+        somebody guessing cannot lock the real user out (OWASP authentication cheat sheet: no
+        indefinite lock-out; a short one, with Retry-After, for the guessers only)."""
         self._hit(per_minute * 5, "this address", "login-addr", address)
+        user = RateLimitItemPerMinute(per_minute)
+        if not self._limiter.test(user, "login-fail-user", username):
+            pair = RateLimitItemPerMinute(per_minute)
+            if (
+                self._limiter.get_window_stats(pair, "login-fail-pair", username, address).remaining
+                < per_minute
+            ):
+                reset = self._limiter.get_window_stats(user, "login-fail-user", username).reset_time
+                raise RateLimited("this username", max(1, int(reset - time.time()) + 1))
+
+    def login_failed(self, username: str, address: str, per_minute: int) -> None:
+        """Count a wrong password: per username, and per username and address."""
+        self._limiter.hit(RateLimitItemPerMinute(per_minute), "login-fail-user", username)
+        self._limiter.hit(RateLimitItemPerMinute(per_minute), "login-fail-pair", username, address)
 
 
 def limiter_of(app: Any) -> Limiter:

@@ -14,9 +14,10 @@ class ProblemOut(BaseModel):
 
 
 class HealthOut(BaseModel):
-    status: str
-    database: dict[str, Any]
-    bus: dict[str, Any]
+    status: str = Field(description="ok | degraded (503)")
+    problems: list[str] = Field(description="which dependency is down, in words")
+    database: dict[str, Any] = Field(description="ok only; the details for admins")
+    bus: dict[str, Any] = Field(description="ok only; the details for admins")
 
 
 class IngestAccepted(BaseModel):

@@ -28,6 +28,10 @@ router = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
 
 # Formats phones and cameras produce; everything else (SVG, PDF, HEIC without a decoder…) is 415.
 _ALLOWED = {"JPEG": ("jpg", "image/jpeg"), "PNG": ("png", "image/png"), "WEBP": ("webp", "image/webp")}
+# What phones write is sometimes MPO (a JPEG followed by more pictures: depth map, burst); its
+# first picture is an ordinary JPEG and is kept as one.
+_AS = {"MPO": "JPEG"}
+_ACCEPTED = "请上传 JPEG、PNG 或 WebP 照片"
 MAX_PIXELS = 50_000_000  # a 50-megapixel photo; more is a decompression bomb, not a phone picture
 _NAME = r"^[0-9a-f]{64}\.(jpg|png|webp)$"
 
@@ -55,22 +59,23 @@ def clean_image(raw: bytes) -> tuple[bytes, str, str, int, int]:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             probe = Image.open(io.BytesIO(raw))
-            fmt = probe.format or ""
+            fmt = _AS.get(probe.format or "", probe.format or "")
             if fmt not in _ALLOWED:
-                raise UploadRejected(
-                    415, f"not an accepted photo type ({fmt or 'unknown'}): JPEG, PNG or WebP"
-                )
+                raise UploadRejected(415, f"不支持的图片格式（{fmt or '未知'}）：{_ACCEPTED}")
             if probe.width * probe.height > MAX_PIXELS:
-                raise UploadRejected(413, f"image of {probe.width}×{probe.height} pixels is too large")
+                raise UploadRejected(413, f"图片像素过多（{probe.width}×{probe.height}），请缩小后再上传")
             probe.verify()  # structural check; the image must be reopened after verify()
             opened = Image.open(io.BytesIO(raw))
-            opened.load()
+            opened.load()  # an MPO loads its first picture only
     except UploadRejected:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise UploadRejected(415, f"not a readable image: {exc}") from exc
+    # Pillow's messages name Python objects (<_io.BytesIO object at 0x…>): the reason is ours.
+    except UnidentifiedImageError as exc:
+        raise UploadRejected(415, f"无法识别的图片格式：{_ACCEPTED}") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise UploadRejected(413, "图片像素过多，请缩小后再上传") from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise UploadRejected(415, f"damaged image: {exc}") from exc
+        raise UploadRejected(415, "图片已损坏或不完整，无法读取") from exc
     ext, ctype = _ALLOWED[fmt]
     img: Image.Image = ImageOps.exif_transpose(
         opened
@@ -97,9 +102,9 @@ async def upload(rt: RT, file: Annotated[UploadFile, File(description="the photo
     limit = rt.settings.max_upload_bytes
     raw = await file.read(limit + 1)
     if len(raw) > limit:
-        raise HTTPException(413, detail=f"photo larger than {limit} bytes")
+        raise HTTPException(413, detail=f"照片大于 {limit} 字节，请压缩后再上传")
     if not raw:
-        raise HTTPException(422, detail="empty file")
+        raise HTTPException(422, detail="文件为空，请选择一张照片")
     directory: FsPath = rt.settings.upload_dir
 
     def run() -> UploadOut:

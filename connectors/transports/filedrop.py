@@ -271,9 +271,24 @@ class Progress:
                 self.accepted += 1
             else:
                 self.rejected += 1
-                err = {"line": o.line, "record_id": o.record_id, "reason": o.reason}
+                if len(self.errors) >= store.MAX_STORED_ERRORS:
+                    continue  # counted; the dead-letter topic has the row itself
+                err = {"line": o.line, "record_id": clip(o.record_id), "reason": clip(o.reason, REASON_CHARS)}
                 self.new_errors.append(err)
                 self.errors.append(err)
+
+
+# A cell is echoed into an error (the id, a value the format refused) only this long: one
+# spreadsheet cell can hold 32,767 characters, and a zipped XLSX of 60 KB can unpack to 60 MB.
+ECHO_CHARS = 80
+REASON_CHARS = 300
+
+
+def clip(text: str | None, limit: int = ECHO_CHARS) -> str | None:
+    """``text`` cut to ``limit`` characters, saying how long it was."""
+    if text is None or len(text) <= limit:
+        return text
+    return f"{text[:limit]}…（共 {len(text)} 字符）"
 
 
 ProgressCallback = Callable[[Progress], Awaitable[None] | None]
@@ -339,10 +354,10 @@ async def run_import_job(
         final = await import_file(path, kind, source, edge, on_progress=persist)
         await persist(final)
     except FileRejected as exc:
-        status, error = "failed", exc.reason
+        status, error = "failed", clip(exc.reason, REASON_CHARS)  # it may quote header cells
     except Exception as exc:  # the bus or the database: the job says so, the process goes on
         log.exception("import job %s failed", job_id)
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        status, error = "failed", clip(f"{type(exc).__name__}: {exc}", REASON_CHARS)
 
     def finish() -> None:
         with engine.begin() as conn:
