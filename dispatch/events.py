@@ -174,8 +174,15 @@ def to_cloudevent(event: CanonicalEvent) -> CloudEvent:
     return CloudEvent(attrs, event.data.model_dump(mode="json", exclude_none=True))
 
 
-def to_message(event: CanonicalEvent) -> Message:
-    """Structured-mode Kafka message; key = the partition key (area), so an area stays ordered."""
+def to_message(event: CanonicalEvent, *, max_bytes: int | None = None) -> Message:
+    """Structured-mode Kafka message; key = the partition key (area), so an area stays ordered.
+
+    `EventRejected` if the serialised event exceeds ``max_bytes`` (default: the bus limit of
+    ``input_limits.toml``): the broker would refuse it, and with it the publish it travels in.
+    """
     m = ce_kafka.to_structured(to_cloudevent(event), _FORMAT)
+    limit = min(max_bytes or LIMITS.bus["max_message_bytes"], LIMITS.bus["max_message_bytes"])
+    if len(m.value) > limit:
+        raise EventRejected(f"事件过大：序列化后 {len(m.value)} 字节，超过上限 {limit} 字节")
     key = m.key.encode() if isinstance(m.key, str) else m.key
     return Message(value=m.value, key=key, headers=tuple(m.headers.items()))

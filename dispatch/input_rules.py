@@ -36,6 +36,7 @@ class InputLimits:
     max_depth_body: int
     max_depth_record: int
     cloudevents: dict[str, int]
+    bus: dict[str, int]
 
     @classmethod
     def load(cls) -> InputLimits:
@@ -44,6 +45,7 @@ class InputLimits:
             max_depth_body=int(raw["json"]["max_depth_body"]),
             max_depth_record=int(raw["json"]["max_depth_record"]),
             cloudevents={k: int(v) for k, v in raw["cloudevents"].items()},
+            bus={k: int(v) for k, v in raw["bus"].items()},
         )
 
 

@@ -124,7 +124,11 @@ async def ingest(request: Request, rt: RT, p: CurrentPrincipal) -> IngestAccepte
     refusal = publish_refusal(p, event)
     if refusal is not None:
         raise await _reject(rt, body, headers, p, 403, refusal, STAGE_AUTHORIZE)
-    await rt.bus.publish(rt.topics.events, [to_message(seal_event(rt.settings.vault(), event))])
+    try:
+        message = to_message(seal_event(rt.settings.vault(), event), max_bytes=rt.settings.max_event_bytes)
+    except EventRejected as exc:  # grew past the limit once sealed
+        raise await _reject(rt, body, headers, p, 413, exc.reason, STAGE_PARSE) from exc
+    await rt.bus.publish(rt.topics.events, [message])
     return IngestAccepted(id=event.id, source=event.source)
 
 
@@ -166,7 +170,12 @@ async def _ingest_batch(rt: Runtime, p: Principal, body: bytes, headers: Headers
         status, stage = (403, STAGE_AUTHORIZE) if refused else (400, STAGE_PARSE)
         raise await _reject(rt, body, headers, p, status, f"batch rejected: {reason}", stage)
     vault = rt.settings.vault()
-    await rt.bus.publish(rt.topics.events, [to_message(seal_event(vault, e)) for e in events])
+    try:
+        limit = rt.settings.max_event_bytes
+        messages = [to_message(seal_event(vault, e), max_bytes=limit) for e in events]
+    except EventRejected as exc:
+        raise await _reject(rt, body, headers, p, 413, f"batch rejected: {exc.reason}", STAGE_PARSE) from exc
+    await rt.bus.publish(rt.topics.events, messages)
     return IngestBatchAccepted(
         count=len(events), events=[IngestAccepted(id=e.id, source=e.source) for e in events]
     )

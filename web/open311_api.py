@@ -47,7 +47,7 @@ from connectors.open311.errors import (
 from connectors.open311.submission import parse_submission, record_id, service_or_404, to_event
 from dispatch import clock
 from dispatch.access import Permission, Principal, Role, Scope, case_filter
-from dispatch.events import to_message
+from dispatch.events import EventRejected, to_message
 from dispatch.personal_data import PersonalDataVault
 from dispatch.runtime import Runtime
 from dispatch.store.areas import assign_point
@@ -263,9 +263,13 @@ async def post_request(format: str, request: Request, rt: RT) -> Response:
         raise Open311Failure.one(
             BAD_REQUEST, "general service error: this account cannot submit requests"
         ) from exc
+    try:
+        message = to_message(event, max_bytes=rt.settings.max_event_bytes)
+    except EventRejected as exc:
+        raise Open311Failure.one(BAD_REQUEST, f"request too large: {exc.reason}") from exc
     await asyncio.to_thread(_record_token, rt, token, p, event.source, sub.service.code)
     try:
-        await rt.bus.publish(rt.topics.events, [to_message(event)])
+        await rt.bus.publish(rt.topics.events, [message])
     except Exception as exc:
         await asyncio.to_thread(_forget_token, rt, token)
         log.exception("open311: publishing request %s failed", token)

@@ -20,7 +20,7 @@ from connectors.transports.keying import UNLOCATED
 from dispatch.bus.port import Bus, Headers, Message, Record
 from dispatch.bus.topics import Topics
 from dispatch.deadletter import dead_letter
-from dispatch.events import CanonicalEvent, to_message
+from dispatch.events import CanonicalEvent, EventRejected, to_message
 from dispatch.input_rules import LIMITS, json_problem
 from dispatch.personal_data import PersonalDataVault, redact_text
 
@@ -118,6 +118,19 @@ class Edge:
         outcomes: list[Outcome] = []
         events: list[CanonicalEvent] = []
         dead: list[Message] = []
+
+        def refuse(i: int, item: Incoming, rid: str | None, reason: str) -> Outcome:
+            where = f" (line {item.line})" if item.line is not None else ""
+            log.warning("%s record %s rejected at %s%s: %s", source, rid, stage, where, reason)
+            ctx: list[tuple[str, bytes]] = [(SOURCE_HEADER, source.encode())]
+            if item.line is not None:
+                ctx.append((LINE_HEADER, str(item.line).encode()))
+            if rid is not None:
+                ctx.append((RECORD_HEADER, rid.encode()))
+            value = self._dead_value(item)
+            dead.append(dead_letter(value, reason, stage, headers=(*ctx, *headers), origin=item.origin))
+            return Outcome(i, False, record_id=rid, reason=reason, line=item.line)
+
         for i, item in enumerate(items):
             rid = fmt.record_id_of(item.record)
             try:
@@ -128,35 +141,39 @@ class Edge:
                 else:  # a record the translator could not handle is that record's fault only
                     log.exception("%s record %s: translator failed", source, rid)
                     reason = f"记录无法转换（{type(exc).__name__}）"
-                where = f" (line {item.line})" if item.line is not None else ""
-                log.warning("%s record %s rejected at %s%s: %s", source, rid, stage, where, reason)
-                ctx: list[tuple[str, bytes]] = [(SOURCE_HEADER, source.encode())]
-                if item.line is not None:
-                    ctx.append((LINE_HEADER, str(item.line).encode()))
-                if rid is not None:
-                    ctx.append((RECORD_HEADER, rid.encode()))
-                dead.append(
-                    dead_letter(
-                        self._dead_value(item), reason, stage, headers=(*ctx, *headers), origin=item.origin
-                    )
-                )
-                outcomes.append(Outcome(i, False, record_id=rid, reason=reason, line=item.line))
+                outcomes.append(refuse(i, item, rid, reason))
                 continue
             events.append(event)
             outcomes.append(
                 Outcome(i, True, record_id=event.data.source_record_id, event_id=event.id, line=item.line)
             )
-        await self.publish(events, dead)
+        messages, refused = await self.serialise(events)
+        for j, reason in refused.items():
+            o = next(x for x in outcomes if x.event_id == events[j].id)
+            outcomes[o.index] = refuse(o.index, items[o.index], o.record_id, reason)
+        await self.send(messages, dead)
         return outcomes
 
-    async def publish(self, events: Sequence[CanonicalEvent], dead: Sequence[Message] = ()) -> None:
-        """Key the events by street, publish them, then the dead letters."""
-        if events:
-            keys = (
-                await self.keyer.keys(events) if self.keyer else [e.partitionkey or UNLOCATED for e in events]
-            )
-            keyed = [_with_key(e, k) for e, k in zip(events, keys, strict=True)]
-            await self.bus.publish(self.topics.events, [to_message(e) for e in keyed])
+    async def serialise(self, events: Sequence[CanonicalEvent]) -> tuple[list[Message], dict[int, str]]:
+        """The events keyed by street, as messages. An event too large for the bus once built is
+        left out: the answer maps its index in ``events`` to the reason, and the caller
+        dead-letters it with its original bytes."""
+        if not events:
+            return [], {}
+        keys = await self.keyer.keys(events) if self.keyer else [e.partitionkey or UNLOCATED for e in events]
+        messages: list[Message] = []
+        refused: dict[int, str] = {}
+        for j, (e, k) in enumerate(zip(events, keys, strict=True)):
+            try:
+                messages.append(to_message(_with_key(e, k)))
+            except EventRejected as exc:
+                refused[j] = exc.reason
+        return messages, refused
+
+    async def send(self, messages: Sequence[Message], dead: Sequence[Message] = ()) -> None:
+        """Publish the events' messages, then the dead letters."""
+        if messages:
+            await self.bus.publish(self.topics.events, list(messages))
         if dead:
             await self.bus.publish(self.topics.deadletter, list(dead))
 

@@ -76,6 +76,7 @@ class PartnerTopicConsumer:
         """Translate, publish and dead-letter one polled batch (the caller commits afterwards)."""
         native: list[Incoming] = []
         events: list[CanonicalEvent] = []
+        sent: list[Record] = []  # the record each event came from
         dead: list[Message] = []
         for r in records:
             if _is_cloudevent(r):
@@ -92,6 +93,7 @@ class PartnerTopicConsumer:
                     dead.append(dead_letter(value, exc.reason, STAGE, key=r.key, headers=r.headers, origin=r))
                     continue
                 events.append(seal_event(self.edge.vault, event))
+                sent.append(r)
                 continue
             if len(r.value) > self.max_event_bytes:
                 native.append(
@@ -116,9 +118,15 @@ class PartnerTopicConsumer:
                 continue
             native.append(Incoming(record=doc, origin=r))
         outcomes = await self.edge.ingest(self.source, native, stage=STAGE) if native else []
-        await self.edge.publish(events, dead)
+        messages, refused = await self.edge.serialise(events)
+        for j, reason in refused.items():
+            r = sent[j]
+            log.warning("%s offset %d rejected: %s", r.topic, r.offset, reason)
+            value = redact_text(r.value.decode("utf-8", "replace")).encode()
+            dead.append(dead_letter(value, reason, STAGE, key=r.key, headers=r.headers, origin=r))
+        await self.edge.send(messages, dead)
         self.stats.polled += len(records)
-        self.stats.accepted += len(events) + sum(1 for o in outcomes if o.accepted)
+        self.stats.accepted += len(messages) + sum(1 for o in outcomes if o.accepted)
         self.stats.rejected += len(dead) + sum(1 for o in outcomes if not o.accepted)
 
     async def run(self, stop: asyncio.Event, *, idle_poll_s: float = 0.5, retry_s: float = 1.0) -> None:

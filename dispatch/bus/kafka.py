@@ -59,6 +59,9 @@ def producer_config(bootstrap: str, client_id: str) -> dict[str, Any]:
         "batch.size": 256 * 1024,
         "max.in.flight.requests.per.connection": 5,
         "partitioner": "murmur2_random",
+        # The broker's default per batch (1,048,588): an event at the platform's 1,000,000-byte
+        # limit plus its headers fits in one, whatever librdkafka's own default.
+        "message.max.bytes": 1_048_576,
         "logger": log,  # librdkafka's own messages into our logging, not stderr
     }
 

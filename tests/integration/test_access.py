@@ -315,6 +315,69 @@ def test_personal_data_is_masked_and_a_reveal_is_a_separate_audited_permission(
     assert all(phone not in e[3] and id_number not in e[3] and "回访核实" in e[3] for e in entries)
 
 
+def test_personal_numbers_in_free_text_are_sealed_shown_masked_and_revealed_with_audit(
+    client: TestClient, huadu: Engine
+) -> None:
+    phone, id_number = "13912345678", "440114199003071231"  # a valid GB 11643 check digit
+    base = make_event(2, source_system="hotline12345", lonlat=_street_points(huadu)["440114002"])
+    data = base.data.model_dump(mode="json")
+    data["title"] = f"路灯不亮，联系电话{phone}"
+    data["description"] = f"市民来电，电话 {phone}，身份证{id_number}，工单号 GZ12345-20261202-0001"
+    data["native"] = {"beizhu": f"回访请拨{phone}"}
+    event = CanonicalEvent("pii-in-text-1", base.source, base.type, base.time, EventData.model_validate(data))
+    admin = user_headers(client, huadu, "root", Role.admin, district_wide=True)
+    before = {c["id"] for c in _wait_cases(client, admin, 0)}
+    r = client.post(
+        "/api/v1/events",
+        content=to_message(event).value,
+        headers={**admin, "content-type": "application/cloudevents+json"},
+    )
+    assert r.status_code == 202, r.text
+    deadline = time.monotonic() + 30
+    case = None
+    while case is None and time.monotonic() < deadline:
+        case = next((c for c in _wait_cases(client, admin, 0) if c["id"] not in before), None)
+        time.sleep(0.2)
+    assert case is not None
+
+    sup = user_headers(client, huadu, "sun", Role.supervisor, district_wide=True)
+    shown = client.get(f"/api/v1/cases/{case['id']}", headers=sup).text
+    sources = client.get(f"/api/v1/cases/{case['id']}/sources", headers=sup)
+    for text_ in (shown, sources.text):
+        assert phone not in text_ and id_number not in text_
+    assert "139****5678" in shown and "GZ12345-20261202-0001" in sources.text  # record numbers kept
+    # No clear copy anywhere it is stored: the case, its source record, the outbox (its deltas).
+    with huadu.connect() as conn:
+        stored = [
+            *conn.execute(text("SELECT title || description FROM cases WHERE id = :id"), case).scalars(),
+            *conn.execute(text("SELECT payload::text FROM case_sources WHERE case_id = :id"), case).scalars(),
+            *conn.execute(
+                text("SELECT payload::text FROM outbox WHERE (payload::jsonb ->> 'case_id')::int = :id"), case
+            ).scalars(),
+        ]
+    assert stored and not any(phone in s or id_number in s for s in stored)
+
+    record = sources.json()[0]
+    entries = record["record"]["native"]["personal_in_text"]
+    assert len(entries) == 2, entries
+    ensure_account(huadu, "gao", Role.supervisor, Scope(district_wide=True), permissions=("personal.reveal",))
+    gao = login(client, "gao")
+    revealed = set()
+    for i in range(len(entries)):
+        body = {"source_id": record["id"], "path": f"native.personal_in_text.{i}", "reason": "回访核实"}
+        assert client.post(f"/api/v1/cases/{case['id']}/reveal", headers=sup, json=body).status_code == 403
+        r = client.post(f"/api/v1/cases/{case['id']}/reveal", headers=gao, json=body)
+        assert r.status_code == 200, r.text
+        revealed.add(r.json()["value"])
+    assert revealed == {phone, id_number}
+    with huadu.connect() as conn:
+        audited = conn.scalar(
+            text("SELECT count(*) FROM audit_log WHERE action = 'personal.reveal' AND entity = :e"),
+            {"e": f"personal:case:{case['id']}"},
+        )
+    assert audited == 2
+
+
 # ---- abuse limits ------------------------------------------------------------------------------
 
 

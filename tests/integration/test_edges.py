@@ -50,6 +50,13 @@ def test_access_log_lines_carry_no_api_key_or_token(
     )
     thread = threading.Thread(target=server.run, daemon=True)
     caplog.set_level(logging.INFO)
+    # An earlier uvicorn in this session may have left its access logger quieter (log_level) or
+    # not propagating (its default log config): this test needs its records in caplog.
+    caplog.set_level(logging.INFO, logger="uvicorn.access")
+    loggers = [logging.getLogger("uvicorn"), logging.getLogger("uvicorn.access")]
+    was = [(lg.propagate, lg.disabled) for lg in loggers]
+    for lg in loggers:
+        lg.propagate, lg.disabled = True, False
     thread.start()
     try:
         deadline = time.monotonic() + 60
@@ -65,6 +72,8 @@ def test_access_log_lines_carry_no_api_key_or_token(
     finally:
         server.should_exit = True
         thread.join(30)
+        for lg, (propagate, disabled) in zip(loggers, was, strict=True):
+            lg.propagate, lg.disabled = propagate, disabled
     access = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
     assert any("/health?api_key=*** " not in m and "/health?api_key=***&token=***&x=1" in m for m in access)
     assert any("access_token=***&key=***" in m for m in access)

@@ -26,7 +26,8 @@ from connectors.transports.webhook import WebhookRefused, decode_body, sign, ver
 from dispatch.bus.local import LocalBus
 from dispatch.bus.port import Record
 from dispatch.bus.topics import Topics
-from dispatch.deadletter import REASON
+from dispatch.deadletter import REASON, SHA256, TRUNCATED, dead_letter
+from dispatch.input_rules import LIMITS
 from dispatch.personal_data import PersonalDataVault, install_log_redaction
 from dispatch.settings import Settings
 from tests.unit.connectors_in.samples import load, personal_values
@@ -207,6 +208,38 @@ async def test_a_bad_record_does_not_reject_its_neighbours_and_is_dead_lettered_
     for clear in secrets:
         if clear.isdigit() or clear[-1] in "0123456789X":
             assert clear not in caplog.text
+
+
+async def test_an_event_too_large_for_the_bus_once_built_is_that_records_rejection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    edge, bus, topics = await _edge()
+    small = load("laisui", "ebike-charging")
+    large = small | {"xuncha_bh": "LS2026051299999", "miaoshu": str(small["miaoshu"]) + "长" * 300}
+    built, _ = await edge.serialise([edge.translate("laisui", Incoming(record=small))])
+    # A bus limit between the two records' events: the larger one alone is refused.
+    monkeypatch.setitem(LIMITS.bus, "max_message_bytes", len(built[0].value) + 100)
+    outcomes = await edge.ingest("laisui", [Incoming(record=large), Incoming(record=small)], stage="unit")
+    assert [o.accepted for o in outcomes] == [False, True]
+    assert outcomes[0].reason is not None and outcomes[0].reason.startswith("事件过大")
+    events, dead = await _all(bus, topics.events), await _all(bus, topics.deadletter)
+    assert len(events) == 1 and len(dead) == 1
+    assert dead[0].header(REASON) == outcomes[0].reason.encode()
+    assert orjson.loads(dead[0].value)["miaoshu"] == large["miaoshu"]  # the original record
+
+
+def test_a_dead_letter_too_large_for_the_bus_keeps_its_beginning_length_and_digest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(LIMITS.bus, "dead_letter_value_bytes", 100)
+    monkeypatch.setitem(LIMITS.bus, "dead_letter_reason_chars", 10)
+    value = b"x" * 1000
+    m = dead_letter(value, "原因" * 20, "unit")
+    assert m.value == value[:100]
+    h = dict(m.headers)
+    assert h[TRUNCATED] == b"1000" and h[SHA256] == hashlib.sha256(value).hexdigest().encode()
+    assert h[REASON].decode() == "原因" * 5 + "…"
+    assert dead_letter(b"small", "r", "unit").value == b"small"
 
 
 async def test_file_import_reports_progress_and_line_numbers(tmp_path: Path) -> None:
