@@ -17,6 +17,8 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, text
 
+from dispatch.access import Principal, Role
+
 # The job row keeps the first errors only: a file of 1,000,000 bad lines must not become a
 # 100 MB row. The dead-letter topic has every one of them.
 MAX_STORED_ERRORS = 1000
@@ -95,15 +97,29 @@ def save_cursor(conn: Connection, name: str, source: str, url: str, cursor: str 
 # -- import jobs ---------------------------------------------------------------------------------
 
 
-def create_job(conn: Connection, source: str, filename: str, kind: str) -> int:
+def create_job(conn: Connection, source: str, filename: str, kind: str, by: Principal | None = None) -> int:
+    """A running job, owned by ``by`` and visible to the streets it sees (all: NULL). Without
+    ``by`` (the file drop, the command line) it is the district's."""
     job_id = conn.execute(
         text(
-            "INSERT INTO connector_import_jobs (source, filename, kind, status) "
-            "VALUES (:s, :f, :k, 'running') RETURNING id"
+            "INSERT INTO connector_import_jobs (source, filename, kind, status, created_by, streets) "
+            "VALUES (:s, :f, :k, 'running', :by, :streets) RETURNING id"
         ),
-        {"s": source, "f": filename, "k": kind},
+        {
+            "s": source,
+            "f": filename,
+            "k": kind,
+            "by": by.account_id if by else None,
+            "streets": _streets_of(by) if by else None,
+        },
     ).scalar_one()
     return int(job_id)
+
+
+def _streets_of(p: Principal) -> list[str] | None:
+    if p.role in (Role.admin, Role.leader) or p.scope.district_wide:
+        return None
+    return sorted(p.scope.streets)
 
 
 def record_progress(
@@ -146,14 +162,25 @@ def finish_job(conn: Connection, job_id: int, status: str, error: str | None = N
     )
 
 
-def get_job(conn: Connection, job_id: int) -> dict[str, Any] | None:
+def get_job(conn: Connection, job_id: int, reader: Principal | None = None) -> dict[str, Any] | None:
+    """The job if ``reader`` started it, sees the whole district, or shares one of its streets
+    (a district-wide job: district-wide readers only); otherwise None, as for no job at all.
+    Without ``reader``: the platform itself (the command line)."""
+    streets = _streets_of(reader) if reader else None
     row = (
         conn.execute(
             text(
                 "SELECT id, source, filename, kind, status, rows_total, rows_done, accepted, rejected, "
-                "errors, error, created_at, updated_at, finished_at FROM connector_import_jobs WHERE id = :id"
+                "errors, error, created_at, updated_at, finished_at FROM connector_import_jobs "
+                "WHERE id = :id "
+                "AND (CAST(:all AS boolean) OR created_by = :me OR streets && CAST(:streets AS text[]))"
             ),
-            {"id": job_id},
+            {
+                "id": job_id,
+                "all": streets is None,
+                "me": reader.account_id if reader else None,
+                "streets": streets or [],
+            },
         )
         .mappings()
         .first()

@@ -75,6 +75,7 @@ TABLES = (
     "connector_poll_cursors",
     "connector_webhook_nonces",
     "connector_import_jobs",
+    "uploads",
     "partner_requests",
     "idempotency_keys",
     "api_keys",

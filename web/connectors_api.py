@@ -37,6 +37,7 @@ from connectors.transports.webhook import (
 from dispatch.deadletter import dead_letter
 from dispatch.personal_data import install_log_redaction, redact_text
 from dispatch.runtime import Runtime
+from web.auth import CurrentPrincipal
 from web.deps import RT
 from web.params import RowId
 
@@ -187,6 +188,7 @@ async def webhook(source: str, request: Request, rt: RT) -> JSONResponse:
 async def create_import(
     request: Request,
     rt: RT,
+    p: CurrentPrincipal,
     file: Annotated[UploadFile, File(description="the export (.csv in UTF-8 or GB18030, or .xlsx)")],
     source: Annotated[str, Query(description="source system: " + ", ".join(SOURCES))],
 ) -> JSONResponse:
@@ -208,7 +210,7 @@ async def create_import(
 
     def create() -> int:
         with rt.engine.begin() as conn:
-            return store.create_job(conn, source, filename, kind)
+            return store.create_job(conn, source, filename, kind, p)
 
     job_id = await asyncio.to_thread(create)
 
@@ -237,12 +239,14 @@ async def create_import(
 
 
 @router.get("/api/v1/imports/{job_id}", response_model=ImportJobOut, summary="An import job's progress")
-async def get_import(job_id: RowId, rt: RT) -> ImportJobOut:
+async def get_import(job_id: RowId, rt: RT, p: CurrentPrincipal) -> ImportJobOut:
+    """Only to who started it, the whole district's staff and the operators of its streets."""
+
     def read() -> dict[str, Any] | None:
         with rt.engine.connect() as conn:
-            return store.get_job(conn, job_id)
+            return store.get_job(conn, job_id, p)
 
     job = await asyncio.to_thread(read)
     if job is None:
-        raise HTTPException(404, detail=f"no import job {job_id}")
+        raise HTTPException(404, detail=f"没有编号为 {job_id} 的导入任务，或您无权查看")
     return ImportJobOut.model_validate(job)

@@ -21,6 +21,8 @@ from fastapi.responses import FileResponse
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel
 
+from dispatch.store.uploads import may_read_upload, record_upload
+from web.auth import CurrentPrincipal
 from web.deps import RT
 from web.schemas import ProblemOut
 
@@ -32,6 +34,7 @@ _ALLOWED = {"JPEG": ("jpg", "image/jpeg"), "PNG": ("png", "image/png"), "WEBP": 
 # first picture is an ordinary JPEG and is kept as one.
 _AS = {"MPO": "JPEG"}
 _ACCEPTED = "请上传 JPEG、PNG 或 WebP 照片"
+_MISSING = "没有这张照片，或您无权查看"
 MAX_PIXELS = 50_000_000  # a 50-megapixel photo; more is a decompression bomb, not a phone picture
 _NAME = r"^[0-9a-f]{64}\.(jpg|png|webp)$"
 
@@ -98,7 +101,9 @@ def clean_image(raw: bytes) -> tuple[bytes, str, str, int, int]:
     responses={413: {"model": ProblemOut}, 415: {"model": ProblemOut}},
     summary="Upload a photo (JPEG/PNG/WebP): EXIF stripped, stored by its SHA-256",
 )
-async def upload(rt: RT, file: Annotated[UploadFile, File(description="the photo")]) -> UploadOut:
+async def upload(
+    rt: RT, p: CurrentPrincipal, file: Annotated[UploadFile, File(description="the photo")]
+) -> UploadOut:
     limit = rt.settings.max_upload_bytes
     raw = await file.read(limit + 1)
     if len(raw) > limit:
@@ -116,6 +121,8 @@ async def upload(rt: RT, file: Annotated[UploadFile, File(description="the photo
             tmp = target.with_suffix(".part")
             tmp.write_bytes(data)
             tmp.replace(target)
+        with rt.engine.begin() as conn:
+            record_upload(conn, target.name, p.account_id)
         return UploadOut(
             sha256=digest,
             url=f"/api/v1/uploads/{target.name}",
@@ -137,9 +144,17 @@ async def upload(rt: RT, file: Annotated[UploadFile, File(description="the photo
     summary="An uploaded photo",
     response_class=FileResponse,
 )
-async def get_upload(rt: RT, name: Annotated[str, Path(pattern=_NAME)]) -> FileResponse:
+async def get_upload(rt: RT, p: CurrentPrincipal, name: Annotated[str, Path(pattern=_NAME)]) -> FileResponse:
+    """To its sender and to whoever sees a case that refers to it; to anyone else it does not exist."""
     target = rt.settings.upload_dir / name
     if not re.match(_NAME, name) or not target.is_file():
-        raise HTTPException(404, detail="no such photo")
+        raise HTTPException(404, detail=_MISSING)
+
+    def allowed() -> bool:
+        with rt.engine.connect() as conn:
+            return may_read_upload(conn, name, name.split(".", 1)[0], p)
+
+    if not await asyncio.to_thread(allowed):
+        raise HTTPException(404, detail=_MISSING)
     ctype = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}[name.rsplit(".", 1)[1]]
     return FileResponse(target, media_type=ctype)

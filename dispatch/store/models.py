@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    literal_column,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSON, JSONB
@@ -117,7 +118,16 @@ class CaseSource(Base):
     """来源记录: a source system's record that belongs to a case (several after merging)."""
 
     __tablename__ = "case_sources"
-    __table_args__ = (UniqueConstraint("source_system", "source_record_id"),)
+    __table_args__ = (
+        UniqueConstraint("source_system", "source_record_id"),
+        # Which cases show a photo (dispatch/store/uploads.py): jsonb containment on attachments.
+        Index(
+            "ix_case_sources_attachments",
+            literal_column("(payload -> 'attachments')").label("attachments"),
+            postgresql_using="gin",
+            postgresql_ops={"attachments": "jsonb_path_ops"},
+        ),
+    )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
     source_system: Mapped[str] = mapped_column(String(32))
@@ -135,6 +145,14 @@ class TimelineEntry(Base):
     """留痕: one append-only line of a case's history."""
 
     __tablename__ = "case_timeline"
+    __table_args__ = (
+        Index(
+            "ix_case_timeline_attachments",
+            literal_column("(detail -> 'attachments')").label("attachments"),
+            postgresql_using="gin",
+            postgresql_ops={"attachments": "jsonb_path_ops"},
+        ),
+    )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

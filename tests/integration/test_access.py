@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 
 from dispatch import clock
 from dispatch.access import Role, Scope
-from dispatch.event_data import EventData
+from dispatch.event_data import Attachment, EventData
 from dispatch.events import CanonicalEvent, to_message
 from dispatch.keys import resolve_key
 from dispatch.settings import Settings
@@ -497,3 +497,48 @@ def test_photo_upload_strips_exif_and_checks_type_and_size(
         )
         assert c.get("/api/v1/uploads/passwd.jpg", headers=auth).status_code == 422
         assert c.post("/api/v1/uploads", files={"file": ("p.jpg", raw, "image/jpeg")}).status_code == 401
+
+
+def test_a_photo_is_served_to_its_sender_and_to_who_sees_its_case_only(
+    huadu: Engine, database_url: str, topic_prefix: str, tmp_path: Any
+) -> None:
+    points = _street_points(huadu)
+    mine, other = "440114001", "440114109"
+    with _app(database_url, topic_prefix, upload_dir=tmp_path) as c:
+        sender = user_headers(c, huadu, "photo-sender", Role.inspector, grids=frozenset({"g"}))
+        up = c.post(
+            "/api/v1/uploads", headers=sender, files={"file": ("p.jpg", _jpeg_with_gps(), "image/jpeg")}
+        )
+        assert up.status_code == 201, up.text
+        photo = up.json()
+        readers = {
+            "photo-mine": user_headers(c, huadu, "photo-mine", Role.operator, streets=frozenset({mine})),
+            "photo-other": user_headers(c, huadu, "photo-other", Role.operator, streets=frozenset({other})),
+            "photo-inspector": user_headers(
+                c, huadu, "photo-inspector", Role.inspector, grids=frozenset({"g"})
+            ),
+        }
+        # Not yet on any case: the sender only.
+        assert c.get(photo["url"], headers=sender).status_code == 200
+        for name, h in readers.items():
+            assert c.get(photo["url"], headers=h).status_code == 404, name
+
+        # A report of street `mine` that carries it: that street's operator sees it, no one else.
+        admin = user_headers(c, huadu, "photo-root", Role.admin, district_wide=True)
+        e = make_event(1, lonlat=points[mine])
+        attachment = Attachment(sha256=photo["sha256"], url=photo["url"], content_type=photo["content_type"])
+        data = e.data.model_copy(update={"attachments": [attachment]})
+        e = CanonicalEvent(e.id, e.source, e.type, e.time, data, e.partitionkey)
+        r = c.post(
+            "/api/v1/events",
+            content=to_message(e).value,
+            headers={**admin, "content-type": "application/cloudevents+json"},
+        )
+        assert r.status_code == 202, r.text
+        _wait_cases(c, admin, 1)
+        expected = {"photo-mine": 200, "photo-other": 404, "photo-inspector": 404}
+        got = {name: c.get(photo["url"], headers=h).status_code for name, h in readers.items()}
+        assert got == expected
+        assert c.get(photo["url"], headers=admin).status_code == 200
+        denied = c.get(photo["url"], headers=readers["photo-other"])
+        assert denied.json()["detail"] == "没有这张照片，或您无权查看"

@@ -450,3 +450,34 @@ async def test_a_partner_topic_republishes_valid_records_and_dead_letters_the_re
     assert await again.poll(10, 2.0) == []
     await again.close()
     await bus.close()
+
+
+async def test_an_import_job_is_seen_by_its_streets_and_the_district_not_by_another_street(
+    client: TestClient, settings: Settings, huadu: Engine, dispatcher: Dispatcher
+) -> None:
+    xinhua, shiling = frozenset({"440114001"}), frozenset({"440114109"})
+    starter = user_headers(client, huadu, "import-xinhua", "operator", streets=xinhua)
+    header, rows = _export_rows(1)
+    buf = io.StringIO()
+    csv.writer(buf).writerows([header, *rows])
+    r = client.post(
+        "/api/v1/imports?source=wangge",
+        files={"file": ("台账.csv", buf.getvalue().encode())},
+        headers=starter,
+    )
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    assert _wait_job(client, starter, job_id)["status"] == "done"
+    readers = {
+        "import-xinhua-2": ("supervisor", {"streets": xinhua}, 200),
+        "import-district": ("operator", {"district_wide": True}, 200),
+        "import-admin": ("admin", {"district_wide": True}, 200),
+        "import-shiling": ("operator", {"streets": shiling}, 404),
+    }
+    for name, (role, scope, expected) in readers.items():
+        r = client.get(f"/api/v1/imports/{job_id}", headers=user_headers(client, huadu, name, role, **scope))
+        assert r.status_code == expected, (name, r.text)
+    # Another street's operator is told what a missing job gets: no hint that it exists.
+    missing = client.get("/api/v1/imports/999999", headers=starter).json()["detail"]
+    assert r.json()["detail"] == missing.replace("999999", str(job_id))
+    assert "导入任务" in missing
