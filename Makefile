@@ -43,12 +43,12 @@ demo: venv frontend mobile
 ## make test: lint, type-check and the whole suite on the real PostGIS and Kafka at the real time, then
 ## the clock-sensitive tests (marker `clock`) again at chosen Beijing instants: a working Wednesday at
 ## 10:00, 12:30 (lunch) and 20:00, a Saturday, a make-up working Saturday (调休) and the eve of National Day
+## (two runs at a time: CLOCK_JOBS)
 CLOCK_INSTANTS ?= 2026-12-02T10:00:00+08:00 2026-12-02T12:30:00+08:00 2026-12-02T20:00:00+08:00 \
   2026-11-28T10:00:00+08:00 2026-10-10T10:00:00+08:00 2026-09-30T16:30:00+08:00
 test: services lint frontend mobile browser
 	@$(PY) -m pytest
-	@for t in $(CLOCK_INSTANTS); do echo "== clock-sensitive tests at $$t =="; \
-	  YOUHU_TEST_NOW=$$t $(PY) -m pytest -m clock -q -p no:cacheprovider; done
+	@tests/at_instants.sh $(CLOCK_INSTANTS)
 
 ## make mobile: the inspector app (web/mobile, TypeScript) built into web/static/mobile, served at /m/
 mobile:
