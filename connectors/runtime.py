@@ -36,7 +36,14 @@ async def run_connectors(rt: Runtime, stop: asyncio.Event) -> None:
     worker = delivery_worker(rt)
     await asyncio.gather(
         asyncio.create_task(
-            planner.run(rt.bus, rt.topics.cases, s.writeback_consumer_group, stop), name="writeback-planner"
+            planner.run(
+                rt.bus,
+                rt.topics.cases,
+                s.writeback_consumer_group,
+                stop,
+                deadletter_topic=rt.topics.deadletter,
+            ),
+            name="writeback-planner",
         ),
         asyncio.create_task(worker.run(stop, idle_s=s.writeback_interval_s), name="delivery-worker"),
     )

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from dispatch import clock
 from dispatch.bus.port import Bus, Consumer, Message, Record
@@ -32,6 +31,7 @@ from dispatch.context import ContextLoader, DispatchContext
 from dispatch.deadletter import dead_letter
 from dispatch.duplicates import Candidate, Match, Verdict, best_match
 from dispatch.events import CanonicalEvent, EventRejected, parse_event
+from dispatch.failures import failure_message, isolate
 from dispatch.intake import Attention, LocationStatus, Plan, plan_batch
 from dispatch.store.bulk import JsonText, copy_dicts, json_text, reserve_ids
 from dispatch.store.effects import Effects
@@ -40,16 +40,6 @@ from dispatch.store.models import Case, CaseSource
 log = logging.getLogger(__name__)
 PIPELINE_ACTOR = "system:pipeline"
 STAGE_RECORD = "pipeline.record"  # dead letters of events the database refused
-# SQLSTATE classes of one event's data, never of the database's state: 22 data exception,
-# 23 integrity constraint violation, 54 program limit exceeded.
-_DATA_CLASSES = frozenset({"22", "23", "54"})
-
-
-def _db_message(exc: BaseException) -> str:
-    """The database's own first line for a refused value (its words, without SQL or parameters)."""
-    orig = getattr(exc, "orig", None)
-    text_ = str(orig if orig is not None else exc).strip().splitlines()
-    return (text_[0] if text_ else type(exc).__name__)[:500]
 
 
 @dataclass
@@ -171,45 +161,22 @@ class Pipeline:
         self, pairs: Sequence[tuple[CanonicalEvent, Record]]
     ) -> tuple[int, list[int], list[tuple[Record, str]]]:
         """`_record`, and when the batch fails for its data, the same on each half in turn, down
-        to the event(s) at fault: those come back as (record, reason) for the dead-letter topic
-        and the rest is recorded — so one poison event never holds its partition. Halves keep
-        the batch's order (duplicate merging depends on it) and each commits on its own; a crash
-        between them redelivers the batch, and the ledger drops what was already recorded."""
-        try:
-            fresh, ids = self._record([e for e, _ in pairs])
-            return fresh, ids, []
-        except Exception as exc:
-            if self._infrastructure_failed(exc):
-                raise  # database down or a transient conflict: the whole batch is retried
-            if len(pairs) == 1:
-                reason = f"记录失败（{type(exc).__name__}）：{_db_message(exc)}"
-                log.warning("poison event %s from %s: %s", pairs[0][0].id[:80], pairs[0][0].source[:80], exc)
-                return 0, [], [(pairs[0][1], reason)]
-        mid = len(pairs) // 2
-        fa, ia, pa = self._record_isolating(pairs[:mid])
-        fb, ib, pb = self._record_isolating(pairs[mid:])
-        return fa + fb, ia + ib, pa + pb
-
-    def _infrastructure_failed(self, exc: Exception) -> bool:
-        """Whether ``exc`` is the database's — down, restarting, a conflict, a missing table —
-        rather than the batch's data. Data errors are SQLSTATE classes 22 (a value PostgreSQL
-        cannot hold), 23 (a constraint) and 54 (a limit, such as an index row too large), the
-        client's own refusals of a value (a NUL in text) and the code's errors on a strange value;
-        any of them counts only while the database answers a fresh connection."""
-        if isinstance(exc, DBAPIError):
-            code = getattr(exc.orig, "sqlstate", None)
-            if exc.connection_invalidated or (code is not None and code[:2] not in _DATA_CLASSES):
-                return True
-            # No SQLSTATE: the client's own error. A connection that failed or broke is an
-            # OperationalError or InterfaceError; a value it refused to send (NUL) a DataError.
-            if code is None and isinstance(exc, OperationalError | InterfaceError):
-                return True
-        try:
-            with self.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except Exception:
-            return True
-        return False
+        to the event(s) at fault (`dispatch.failures.isolate`): those come back as (record,
+        reason) for the dead-letter topic and the rest is recorded — so one poison event never
+        holds its partition. Halves keep the batch's order (duplicate merging depends on it) and
+        each commits on its own; a crash between them redelivers the batch, and the ledger drops
+        what was already recorded. The database down or a transient conflict is raised: the
+        whole batch is retried."""
+        parts = isolate(pairs, lambda part: self._record([e for e, _ in part]), self.engine)
+        poisoned: list[tuple[Record, str]] = []
+        for (event, record), exc in parts.poisoned:
+            log.warning("poison event %s from %s: %s", event.id[:80], event.source[:80], exc)
+            poisoned.append((record, f"记录失败（{type(exc).__name__}）：{failure_message(exc)}"))
+        return (
+            sum(fresh for fresh, _ in parts.done),
+            [cid for _, ids in parts.done for cid in ids],
+            poisoned,
+        )
 
     def _record(self, events: Sequence[CanonicalEvent]) -> tuple[int, list[int]]:
         """Record the effect of a batch in ONE transaction. Returns (events new to the ledger,

@@ -36,7 +36,9 @@ from connectors.writeback.forward import CaseForForward, NotForwardable, forward
 from connectors.writeback.ownership import DESTINATIONS, FORWARDED_SOURCES, Ownership, default_ownership
 from connectors.writeback.translate import CaseFacts, Delta, Step, translate
 from dispatch import clock
-from dispatch.bus.port import Bus, Record
+from dispatch.bus.port import Bus, Message, Record
+from dispatch.deadletter import dead_letter
+from dispatch.failures import failure_message, isolate
 from dispatch.intake import Attention
 
 log = logging.getLogger(__name__)
@@ -70,11 +72,23 @@ _RECORDS_SQL = text(
 )
 
 
+STAGE_DECODE = "writeback.decode"  # dead letters of case deltas that are not readable as deltas
+STAGE_PLAN = "writeback.plan"  # dead letters of deltas whose planning fails for their data
+
+
 @dataclass
 class PlanStats:
     deltas: int = 0
     planned: int = 0
-    malformed: int = 0
+    malformed: int = 0  # not readable as a delta: dead-lettered at writeback.decode
+    poisoned: int = 0  # planning failed for the delta's data: dead-lettered at writeback.plan
+    failures: int = 0  # batches that failed (database or broker) and were retried
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    planned: int  # new delivery rows
+    dead_letters: list[Message]
 
 
 class Planner:
@@ -83,24 +97,52 @@ class Planner:
         self.ownership = ownership or default_ownership()
         self.stats = PlanStats()
 
-    def plan(self, raw_deltas: Sequence[dict[str, Any]]) -> int:
+    def plan(self, deltas: Sequence[Delta]) -> int:
         """Plan the deliveries of these deltas in one transaction; how many rows were new."""
-        deltas: list[Delta] = []
-        for raw in raw_deltas:
-            try:
-                deltas.append(Delta.parse(raw))
-            except ValueError as exc:
-                # Deltas come from our own outbox: a malformed one is a bug to see, not to retry.
-                self.stats.malformed += 1
-                log.error("write-back: skipping malformed case delta: %s", exc)
         if not deltas:
             return 0
         with self.engine.begin() as conn:
-            rows = self._plan(conn, deltas)
+            rows = self._plan(conn, list(deltas))
             new = store.insert_planned(conn, rows, clock.now())
         self.stats.deltas += len(deltas)
         self.stats.planned += new
         return new
+
+    def plan_isolating(self, items: Sequence[tuple[Delta, Record]]) -> tuple[int, list[tuple[Record, str]]]:
+        """`plan`, and when the batch fails for its data (a value PostgreSQL refuses, a field the
+        planner or a format cannot take), the same on each half down to the delta(s) at fault:
+        those come back as (record, reason) and the rest is planned, so one bad delta never holds
+        back the write-back of later cases. Halves keep the batch's order (a record's history of
+        stages is read from what the earlier halves committed). The database down is raised."""
+        parts = isolate(items, lambda part: self.plan([d for d, _ in part]), self.engine)
+        poisoned: list[tuple[Record, str]] = []
+        for (d, r), exc in parts.poisoned:
+            log.warning(
+                "write-back: case delta %s (case %s) at %s/%s@%s cannot be planned: %r",
+                d.delta_id,
+                d.case_id,
+                r.topic,
+                r.partition,
+                r.offset,
+                exc,
+            )
+            poisoned.append((r, f"投递规划失败（{type(exc).__name__}）：{failure_message(exc)}"))
+        self.stats.poisoned += len(poisoned)
+        return sum(parts.done), poisoned
+
+    async def process(self, records: Sequence[Record], bus: Bus, deadletter_topic: str) -> BatchResult:
+        """Decode and plan one batch; dead letters for what cannot be read or planned, published
+        before the caller commits the offsets (a crash in between repeats them, never loses them)."""
+        items, dead = decode(records)
+        self.stats.malformed += len(dead)
+        new, poisoned = await asyncio.to_thread(self.plan_isolating, items)
+        dead += [
+            dead_letter(r.value, why, STAGE_PLAN, key=r.key, headers=r.headers, origin=r)
+            for r, why in poisoned
+        ]
+        if dead:
+            await bus.publish(deadletter_topic, dead)
+        return BatchResult(new, dead)
 
     def _plan(self, conn: Connection, deltas: list[Delta]) -> list[store.Planned]:
         case_ids = sorted({d.case_id for d in deltas})
@@ -228,10 +270,23 @@ class Planner:
         return (owner.system, rid)
 
     async def run(
-        self, bus: Bus, topic: str, group: str, stop: asyncio.Event, *, retry_s: float = 1.0
+        self,
+        bus: Bus,
+        topic: str,
+        group: str,
+        stop: asyncio.Event,
+        *,
+        deadletter_topic: str,
+        retry_s: float = 1.0,
     ) -> None:
-        """Consume ``topic`` until ``stop``: plan each batch, then commit its offsets."""
+        """Consume ``topic`` until ``stop``: plan each batch, then commit its offsets.
+
+        Bad deltas are dead-lettered by `process`; what still fails is the database's or the
+        broker's, so the batch is retried from the last commit (a fresh consumer) after a growing
+        pause, capped at 30 s.
+        """
         consumer = None
+        failures = 0
         while not stop.is_set():
             try:
                 if consumer is None:
@@ -239,28 +294,48 @@ class Planner:
                 records = await consumer.poll(500, timeout_s=0.2)
                 if not records:
                     continue
-                await asyncio.to_thread(self.plan, _decode(records))
+                await self.process(records, bus, deadletter_topic)
                 await consumer.commit(records)
+                failures = 0
             except Exception:
-                log.exception("write-back planner failed; retrying the batch")
+                failures += 1
+                self.stats.failures += 1
+                pause = min(retry_s * 2 ** (failures - 1), 30.0)
+                log.exception(
+                    "write-back planner failed (%d in a row); retrying the batch in %.1f s", failures, pause
+                )
                 if consumer is not None:
                     with contextlib.suppress(Exception):
                         await consumer.close()
                     consumer = None  # a fresh member resumes from the committed offsets
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), retry_s)
+                    await asyncio.wait_for(stop.wait(), pause)
         if consumer is not None:
             await consumer.close()
 
 
-def _decode(records: Sequence[Record]) -> list[dict[str, Any]]:
-    out = []
+def decode(records: Sequence[Record]) -> tuple[list[tuple[Delta, Record]], list[Message]]:
+    """The case deltas of ``records``, and a dead letter for each record that is not one (not JSON,
+    not an object, or missing or malformed fields): deltas come from our own outbox, so such a
+    record is a bug to see and replay once fixed, not to retry and not to drop unseen."""
+    out: list[tuple[Delta, Record]] = []
+    dead: list[Message] = []
     for r in records:
         try:
             value = orjson.loads(r.value)
-        except orjson.JSONDecodeError:
-            log.error("write-back: case delta at %s/%s@%s is not JSON", r.topic, r.partition, r.offset)
-            continue
-        if isinstance(value, dict):
-            out.append(value)
-    return out
+        except orjson.JSONDecodeError as exc:
+            reason = f"案件变更不是 JSON：{exc}"
+        else:
+            if not isinstance(value, dict):
+                reason = f"案件变更不是 JSON 对象（{type(value).__name__}）"
+            else:
+                try:
+                    out.append((Delta.parse(value), r))
+                    continue
+                except Exception as exc:  # ValueError as a rule; any other is as much the record's
+                    reason = f"案件变更字段缺失或有误：{exc}"
+        log.error(
+            "write-back: case delta at %s/%s@%s dead-lettered: %s", r.topic, r.partition, r.offset, reason
+        )
+        dead.append(dead_letter(r.value, reason, STAGE_DECODE, key=r.key, headers=r.headers, origin=r))
+    return out, dead

@@ -190,7 +190,7 @@ _CLAIM = text(
        SET state = 'sent', attempts = d.attempts + 1, last_attempt_at = now(),
            next_attempt_at = now() + make_interval(secs => :lease)
       FROM due WHERE d.id = due.id
-    RETURNING d.id, d.destination, d.record_id, d.kind, d.idempotency_key, d.payload, d.attempts,
+    RETURNING d.id, d.destination, d.record_id, d.kind, d.idempotency_key, d.payload::text, d.attempts,
               d.due_since
     """
 )
@@ -203,7 +203,9 @@ class Claimed:
     record_id: str
     kind: str
     idempotency_key: str
-    payload: dict[str, Any]
+    # The stored document as text, read by the worker for each row on its own: one document
+    # no client can read (a number too large for a double) must fail that delivery, not the claim.
+    payload_json: str
     attempts: int
     due_since: datetime
 
@@ -216,13 +218,15 @@ def claim(conn: Connection, destinations: Sequence[str], n: int, lease_s: float)
     return sorted((Claimed(*r) for r in rows), key=lambda c: c.id)
 
 
-def acknowledged(conn: Connection, id_: int, status: int, response: Any) -> None:
+def acknowledged(conn: Connection, id_: int, status: int, response: Any, note: str | None = None) -> None:
+    """``note``: why the receipt is not kept (the row is acknowledged all the same)."""
     conn.execute(
         text(
-            "UPDATE writeback_deliveries SET state = 'acknowledged', acknowledged_at = now(), reason = NULL, "
-            "http_status = :s, response = CAST(:resp AS jsonb) WHERE id = :id AND state = 'sent'"
+            "UPDATE writeback_deliveries SET state = 'acknowledged', acknowledged_at = now(), "
+            "reason = :note, http_status = :s, response = CAST(:resp AS jsonb) "
+            "WHERE id = :id AND state = 'sent'"
         ),
-        {"id": id_, "s": status, "resp": _json(response)},
+        {"id": id_, "s": status, "resp": _json(response), "note": note},
     )
 
 

@@ -52,6 +52,7 @@ class HubStats:
     skipped_history: int = 0
     duplicates: int = 0
     malformed: int = 0
+    poison: int = 0  # records skipped because reading or fanning them out raised
     positions: int = 0
     dropped_slow: int = 0
     dropped_dead: int = 0
@@ -191,7 +192,11 @@ class Hub:
             return None
         out: list[str] = []
         for e in entries:
-            v = sub.verdict(e.delta, e.view)
+            try:
+                v = sub.verdict(e.delta, e.view)
+            except Exception as exc:  # a field only this subscription's filters trip on: not for it
+                log.warning("hub %s: seq %d not replayed to a subscription: %r", self.id, e.seq, exc)
+                continue
             if v is Verdict.SEND:
                 out.append(e.frame)
             elif v is Verdict.LEAVE:
@@ -206,16 +211,30 @@ class Hub:
     # ---- the bus ---------------------------------------------------------------------------------
 
     def ingest(self, records: list[Record]) -> None:
+        """Fan one poll's records out. A record that cannot be read or fanned out is skipped on its
+        own (counted, logged once with where it lies): the hub never commits, so nothing would
+        ever get past it on a retry, and the rest of the batch still reaches the clients."""
         topics = self.rt.topics
         try:
             for r in records:
-                if r.timestamp_ms < self._history_before_ms:
-                    self.stats.skipped_history += 1
-                elif r.topic == topics.cases:
-                    self._case_delta(r)
-                elif r.topic == topics.positions:
-                    self._flush()  # keep the order of the bus: deltas before this fix go first
-                    self._position(r)
+                try:
+                    if r.timestamp_ms < self._history_before_ms:
+                        self.stats.skipped_history += 1
+                    elif r.topic == topics.cases:
+                        self._case_delta(r)
+                    elif r.topic == topics.positions:
+                        self._flush()  # keep the order of the bus: deltas before this fix go first
+                        self._position(r)
+                except Exception as exc:
+                    self.stats.poison += 1
+                    log.warning(
+                        "hub %s: skipped the record at %s/%d@%d: %r",
+                        self.id,
+                        r.topic,
+                        r.partition,
+                        r.offset,
+                        exc,
+                    )
         finally:
             self._flush()
 
@@ -239,30 +258,35 @@ class Hub:
         if delta_id in self._seen_set:
             self.stats.duplicates += 1
             return
+        # Everything that may raise on a strange field (encoding, routing, each group's verdict)
+        # runs before the hub's state moves: a delta that fails leaves no seq, ring entry or frame.
+        entry = Entry.of(self.seq + 1, delta)
+        street = delta.get("street")
+        by_street = self._by_street.get(street) if street else None
+        frames: list[tuple[_Group, str]] = []
+        for groups in (by_street, self._anywhere) if by_street else (self._anywhere,):
+            for group in groups.values():
+                v = group.sub.verdict(delta, entry.view)
+                if v is not Verdict.NONE:
+                    frames.append((group, entry.frame if v is Verdict.SEND else entry.leave_frame))
         self._seen.append(delta_id)
         self._seen_set.add(delta_id)
         if len(self._seen) > SEEN_IDS:
             self._seen_set.discard(self._seen.popleft())
         self.seq += 1
-        entry = Entry.of(self.seq, delta)
         self.ring.append(entry)
         self.stats.consumed += 1
-        street = delta.get("street")
-        by_street = self._by_street.get(street) if street else None
-        for groups in (by_street, self._anywhere) if by_street else (self._anywhere,):
-            for group in groups.values():
-                v = group.sub.verdict(delta, entry.view)
-                if v is Verdict.NONE:
-                    continue
-                if not group.pending:
-                    self._touched.append(group)
-                group.pending.append(entry.frame if v is Verdict.SEND else entry.leave_frame)
+        for group, frame in frames:
+            if not group.pending:
+                self._touched.append(group)
+            group.pending.append(frame)
 
     def _position(self, r: Record) -> None:
         try:
             p = Position.model_validate_json(r.value)
         except ValidationError:
             self.stats.malformed += 1
+            log.warning("hub: malformed position at %s/%d@%d", r.topic, r.partition, r.offset)
             return
         self.stats.positions += 1
         self.positions.put(p)
@@ -314,7 +338,10 @@ class Hub:
                         await asyncio.wait_for(stop.wait(), 1.0)
                     continue
                 if records:
-                    self.ingest(records)
+                    try:
+                        self.ingest(records)
+                    except Exception:  # a record is skipped inside; this is the last guard of the loop
+                        log.exception("hub %s: fan-out failed; going on with the next poll", self.id)
                     await asyncio.sleep(0)  # let the writers drain before the next batch lands
         finally:
             for task in (beat, sessions):

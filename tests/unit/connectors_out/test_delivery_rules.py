@@ -11,7 +11,7 @@ from connectors.formats import RecordRejected, get_format
 from connectors.simulators.generator import SOURCES, Problem, RecordGenerator
 from connectors.simulators.geography import huadu
 from connectors.writeback.ownership import Ownership, OwnershipError, default_ownership
-from connectors.writeback.worker import Backoff, reason_of
+from connectors.writeback.worker import Backoff, reason_of, unsendable_reason
 from dispatch.settings import Settings
 from dispatch.taxonomy import default_taxonomy
 
@@ -32,6 +32,25 @@ def test_the_destination_reason_is_kept() -> None:
     fastapi_422 = {"detail": [{"loc": ["body", "case_no"], "msg": "Field required"}]}
     assert reason_of(422, fastapi_422) == "HTTP 422: body.case_no: Field required"
     assert reason_of(400, "plain text") == "HTTP 400: plain text"
+
+
+def test_a_reason_is_had_from_any_shape_of_answer() -> None:
+    # Bodies a destination may send whose shape the FastAPI reading does not expect: the reason
+    # must never be what fails the recording of a whole claim.
+    assert reason_of(422, {"detail": [{"loc": 5, "msg": "坏"}]}) == "HTTP 422: 5: 坏"
+    assert reason_of(422, {"detail": [{"msg": "x"}, 7, None]}) == "HTTP 422: : x; 7; None"
+    assert reason_of(500, {"detail": {"nested": True}}) == "HTTP 500: {'detail': {'nested': True}}"
+    assert reason_of(502, "") == "HTTP 502: no reason given"
+
+
+def test_an_unsendable_delivery_says_why_in_chinese_without_a_nul() -> None:
+    assert (
+        unsendable_reason(ValueError("Out of range float"))
+        == "投递内容无法发送（ValueError）：Out of range float"
+    )
+    assert unsendable_reason(ValueError("a\x00b")) == "投递内容无法发送（ValueError）：a\\x00b"
+    assert unsendable_reason(KeyError("k"), detail=False) == "投递内容无法发送（KeyError）"
+    assert unsendable_reason(RuntimeError()) == "投递内容无法发送（RuntimeError）"
 
 
 def test_ownership_sends_each_category_to_a_system_with_a_native_code_for_it() -> None:
