@@ -75,7 +75,6 @@ def _run(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) -> int:
 
 async def _edge_runtime() -> Any:
     from connectors.transports.edge import Edge
-    from connectors.transports.keying import StreetKeyer
     from dispatch.runtime import open_runtime
 
     settings = Settings()
@@ -84,7 +83,7 @@ async def _edge_runtime() -> Any:
         rt.bus,
         rt.topics,
         settings.vault(),
-        keyer=StreetKeyer(rt.engine, rt.context_loader()),
+        keyer=rt.street_keyer(),
         max_record_bytes=settings.max_event_bytes,
     )
     return rt, edge

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine, text
 
@@ -37,6 +37,12 @@ class GeoContext:
     index: GridIndex | None
     gazetteer: Gazetteer | None
     areas: dict[str, Area]
+    # District code → its active generation: what a case placed in that district records.
+    generation_of: dict[str, int] = field(default_factory=dict)
+
+    def generation(self, district: str | None) -> int | None:
+        """The generation an area chain of ``district`` comes from (None: not placed)."""
+        return self.generation_of.get(district) if district else None
 
     def chain_of(self, code: str) -> AreaChain:
         """The chain of an area code found by the gazetteer (down to that area's level only)."""
@@ -72,6 +78,13 @@ _GEO_CACHE: dict[tuple[str, ...], GeoContext] = {}
 _GEO_LOCK = threading.Lock()
 
 
+def _generation_of(conn: Connection, generations: tuple[int, ...]) -> dict[str, int]:
+    rows = conn.execute(
+        text("SELECT district_code, id FROM area_generations WHERE id = ANY(:g)"), {"g": list(generations)}
+    )
+    return {str(d): int(g) for d, g in rows}
+
+
 def _geo(
     conn: Connection, generations: tuple[int, ...], hashes: tuple[str, ...], tolerance_m: float
 ) -> GeoContext:
@@ -82,7 +95,15 @@ def _geo(
         if cached is not None and (cached.index is None or cached.index.tolerance_m == tolerance_m):
             if cached.generations == generations:
                 return cached
-            return GeoContext(generations, hashes, cached.index, cached.gazetteer, cached.areas)
+            # Same content under other ids (a rebuilt database): the index stands, the ids change.
+            return GeoContext(
+                generations,
+                hashes,
+                cached.index,
+                cached.gazetteer,
+                cached.areas,
+                _generation_of(conn, generations),
+            )
         t0 = time.perf_counter()
         areas = load_areas(conn, generations)
         ctx = GeoContext(
@@ -91,6 +112,7 @@ def _geo(
             GridIndex(areas, tolerance_m=tolerance_m),
             Gazetteer(areas),
             {a.code: a for a in areas},
+            _generation_of(conn, generations),
         )
         _GEO_CACHE.clear()  # one generation set at a time: old indexes are not kept alive
         _GEO_CACHE[hashes] = ctx

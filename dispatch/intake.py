@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from dispatch.context import DispatchContext
+from dispatch.context import DispatchContext, GeoContext
 from dispatch.events import CanonicalEvent
 from dispatch.routing import AreaChain, ResponsibilityMatrix, Route, RouteKind
 from dispatch.sla import RunningDeadline, at_dispatch
@@ -67,6 +67,7 @@ class Plan:
     attention: Attention | None
     priority: str
     geocode_confidence: float | None = None
+    area_generation: int | None = None  # the generation its area codes come from
     steps: list[tuple[str, str | None, str]] = field(default_factory=list)  # (action, from, to)
 
     @property
@@ -97,6 +98,7 @@ class Plan:
             "community_code": self.chain.community,
             "grid_code": self.chain.grid,
             "cell_code": self.chain.cell,
+            "area_generation": self.area_generation,
             "unit_code": self.route.unit if self.route else None,
             "routing_version": routing_version if self.route else None,
             "sla_amount": cat.limit.amount if cat else None,
@@ -121,11 +123,12 @@ class Placement:
     lat: float | None = None
     confidence: float | None = None  # the geocoder's, for text-only addresses
     unsure: bool = False
+    generation: int | None = None  # the area generation ``chain`` belongs to
 
 
-def place(events: Sequence[CanonicalEvent], ctx: DispatchContext) -> list[Placement]:
-    """Where each event is: one vectorised grid-index call for all points of the batch."""
-    geo = ctx.geo
+def place(events: Sequence[CanonicalEvent], geo: GeoContext) -> list[Placement]:
+    """Where each event is: one vectorised grid-index call for all points of the batch. (The
+    partition keys of `dispatch.partition_keys` are the streets of these placements.)"""
     out = [Placement(LocationStatus.none) for _ in events]
     with_point = [(i, e.data.location.coordinates) for i, e in enumerate(events) if e.data.location]
     if with_point:
@@ -150,19 +153,22 @@ def place(events: Sequence[CanonicalEvent], ctx: DispatchContext) -> list[Placem
                     cell=str(codes[Level.UNIT_CELL][k]) or None,
                 )
                 ls = LocationStatus.inside if st == GeoStatus.INSIDE else LocationStatus.snapped
-                out[i] = Placement(ls, chain, float(lon[k]), float(lat[k]))
+                gen = geo.generation(chain.district)
+                out[i] = Placement(ls, chain, float(lon[k]), float(lat[k]), generation=gen)
     if geo.gazetteer is not None:
         for i, e in enumerate(events):
             if e.data.location is None and e.data.address:
                 r = geo.gazetteer.geocode(e.data.address)
                 if r.code is not None:
+                    chain = geo.chain_of(r.code)
                     out[i] = Placement(
                         LocationStatus.geocoded,
-                        geo.chain_of(r.code),
+                        chain,
                         r.lon,
                         r.lat,
                         r.confidence,
                         r.needs_human,
+                        geo.generation(chain.district),
                     )
     return out
 
@@ -170,14 +176,26 @@ def place(events: Sequence[CanonicalEvent], ctx: DispatchContext) -> list[Placem
 def plan_batch(events: Sequence[CanonicalEvent], ctx: DispatchContext, now: datetime) -> list[Plan]:
     matrix = ctx.matrix or ResponsibilityMatrix.of(0, ())  # no matrix yet: street offices only
     plans: list[Plan] = []
-    for e, pl in zip(events, place(events, ctx), strict=True):
+    for e, pl in zip(events, place(events, ctx.geo), strict=True):
         d = e.data
         cat = _category(e, ctx)
         prio = d.priority
         if cat is not None and PRIORITY_RANK[cat.priority] > PRIORITY_RANK[prio]:
             prio = cat.priority
         plan = Plan(
-            e, cat, pl.chain, pl.location, pl.lon, pl.lat, None, None, None, None, prio, pl.confidence
+            e,
+            cat,
+            pl.chain,
+            pl.location,
+            pl.lon,
+            pl.lat,
+            None,
+            None,
+            None,
+            None,
+            prio,
+            pl.confidence,
+            area_generation=pl.generation,
         )
         plan.steps.append(("reported", None, "reported"))
         plan.attention = _attention(pl, cat)

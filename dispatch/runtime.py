@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
@@ -14,6 +14,7 @@ from dispatch.bus.port import Bus
 from dispatch.bus.topics import Topics
 from dispatch.context import ContextLoader
 from dispatch.outbox_relay import OutboxRelay
+from dispatch.partition_keys import StreetKeyer
 from dispatch.pipeline import Pipeline
 from dispatch.settings import Settings
 from dispatch.store.db import make_engine, migrate
@@ -30,6 +31,7 @@ class Runtime:
     engine: Engine
     bus: Bus
     topics: Topics
+    _keyer: StreetKeyer | None = field(default=None, init=False, repr=False)
 
     def context_loader(self) -> ContextLoader:
         s = self.settings
@@ -38,6 +40,12 @@ class Runtime:
             tolerance_m=s.snap_tolerance_m,
             auto_dispatch=s.auto_dispatch,
         )
+
+    def street_keyer(self) -> StreetKeyer:
+        """The process's partition keyer, shared by all its ingest paths (one area load)."""
+        if self._keyer is None:
+            self._keyer = StreetKeyer(self.engine, self.context_loader())
+        return self._keyer
 
     def pipeline(self, relay: OutboxRelay | None = None) -> Pipeline:
         """A dispatcher pipeline configured from these settings (kicking ``relay`` after each

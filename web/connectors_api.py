@@ -25,7 +25,6 @@ from connectors import store
 from connectors.formats import SOURCES
 from connectors.transports.edge import Edge
 from connectors.transports.filedrop import FileRejected, file_kind, run_import_job
-from connectors.transports.keying import StreetKeyer
 from connectors.transports.webhook import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -87,7 +86,7 @@ def edge_of(request: Request, rt: Runtime) -> Edge:
             rt.bus,
             rt.topics,
             rt.settings.vault(),
-            keyer=StreetKeyer(rt.engine, rt.context_loader()),
+            keyer=rt.street_keyer(),
             max_record_bytes=rt.settings.max_event_bytes,
         )
         request.app.state.connector_edge = edge

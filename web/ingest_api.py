@@ -12,7 +12,9 @@ reason. Every rejected input — invalid (400/413) or refused (403) — also goe
 topic with its original bytes (personal numbers masked), the reason and the stage (``http.ingest``
 / ``http.ingest.authorize``).
 Accepted events have the personal numbers of their free texts sealed before they are published
-(`dispatch.personal_data.seal_event`), like every other source's.
+(`dispatch.personal_data.seal_event`), like every other source's, and are keyed by the street
+they are placed in (`dispatch.partition_keys`): the sender's ``partitionkey``, if any, is replaced,
+so a partner's report and a connector's report of one place are handled in order by one worker.
 """
 
 from __future__ import annotations
@@ -124,6 +126,7 @@ async def ingest(request: Request, rt: RT, p: CurrentPrincipal) -> IngestAccepte
     refusal = publish_refusal(p, event)
     if refusal is not None:
         raise await _reject(rt, body, headers, p, 403, refusal, STAGE_AUTHORIZE)
+    (event,) = await rt.street_keyer().keyed([event])
     try:
         message = to_message(seal_event(rt.settings.vault(), event), max_bytes=rt.settings.max_event_bytes)
     except EventRejected as exc:  # grew past the limit once sealed
@@ -170,6 +173,7 @@ async def _ingest_batch(rt: Runtime, p: Principal, body: bytes, headers: Headers
         status, stage = (403, STAGE_AUTHORIZE) if refused else (400, STAGE_PARSE)
         raise await _reject(rt, body, headers, p, status, f"batch rejected: {reason}", stage)
     vault = rt.settings.vault()
+    events = await rt.street_keyer().keyed(events)
     try:
         limit = rt.settings.max_event_bytes
         messages = [to_message(seal_event(vault, e), max_bytes=limit) for e in events]

@@ -50,7 +50,6 @@ from dispatch.access import Permission, Principal, Role, Scope, case_filter
 from dispatch.events import EventRejected, to_message
 from dispatch.personal_data import PersonalDataVault
 from dispatch.runtime import Runtime
-from dispatch.store.areas import assign_point
 from dispatch.store.models import Case, CaseSource
 from web.auth import api_key_principal, resolve_principal
 from web.deps import RT
@@ -249,20 +248,20 @@ async def post_request(format: str, request: Request, rt: RT) -> Response:
     sub = parse_submission(items, default_catalogue())
     token = secrets.token_urlsafe(18)
     try:
-        street = await asyncio.to_thread(_street_of, rt, sub.point)
         event = to_event(
             sub,
             username=p.username,
             source_system=p.scope.source,
             token=token,
             vault=_vault(request, rt),
-            partitionkey=street,
         )
     except ValidationError as exc:  # e.g. the account's source system is not one the events know
         log.error("open311: cannot build the event for %s: %s", p.username, exc.errors()[:1])
         raise Open311Failure.one(
             BAD_REQUEST, "general service error: this account cannot submit requests"
         ) from exc
+    # Keyed by its street like every other source's event (`dispatch.partition_keys`).
+    (event,) = await rt.street_keyer().keyed([event])
     try:
         message = to_message(event, max_bytes=rt.settings.max_event_bytes)
     except EventRejected as exc:
@@ -278,16 +277,6 @@ async def post_request(format: str, request: Request, rt: RT) -> Response:
         ) from exc
     log.info("open311: request %s (%s) accepted from %s", token, sub.service.code, p.username)
     return _document(fmt, "requests", [views.accepted_doc(token, sub.service)])
-
-
-def _street_of(rt: Runtime, point: tuple[float, float] | None) -> str | None:
-    """The Kafka key: the street (the area key every connector uses, so one area's events stay in
-    order for duplicate merging). Unknown (address only, outside the district) → no key."""
-    if point is None:
-        return None
-    with rt.engine.connect() as conn:
-        found = assign_point(conn, point[0], point[1])
-    return str(found["street"]) if found and found.get("street") else None
 
 
 def _record_token(rt: Runtime, token: str, p: Principal, event_source: str, service_code: str) -> None:

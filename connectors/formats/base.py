@@ -308,7 +308,6 @@ def build_event(
     priority: str,
     native: Mapping[str, Any],
     source_deadline: datetime | None = None,
-    partitionkey: str | None = None,
 ) -> CanonicalEvent:
     point, original = location
     if point is None and not (address and address.strip()):
@@ -349,7 +348,6 @@ def build_event(
         type=EVENT_TYPE,
         time=reported_at.astimezone(UTC),
         data=data,
-        partitionkey=partitionkey,
     )
 
 

@@ -121,7 +121,6 @@ def to_event(model: SzcgCase, vault: PersonalDataVault) -> CanonicalEvent:
     if reporter_person:
         native["jubao_ren"] = reporter_person
     kind = _REPORTER_KIND[model.anjian_ly]
-    cell = model.danyuan_wg_bm
     return build_event(
         vault=vault,
         source=SOURCE,
@@ -136,5 +135,4 @@ def to_event(model: SzcgCase, vault: PersonalDataVault) -> CanonicalEvent:
         photos=model.zhaopian,
         priority=priority_of(model.jinji_cd),
         native=native,
-        partitionkey=cell[:9] if cell else None,
     )

@@ -86,5 +86,4 @@ def to_event(model: WanggeEvent, vault: PersonalDataVault) -> CanonicalEvent:
         photos=model.zhaopian,
         priority="urgent" if model.jinji else "normal",
         native=native,
-        partitionkey=model.wangge_bm[:9],  # the street: 6 district + 3 street digits
     )

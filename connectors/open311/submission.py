@@ -333,7 +333,6 @@ def to_event(
     token: str,
     vault: PersonalDataVault,
     now: datetime | None = None,
-    partitionkey: str | None = None,
 ) -> CanonicalEvent:
     """The canonical event of a submission (personal data sealed, also where it is written into
     the description, the address or a text attribute)."""
@@ -382,5 +381,4 @@ def to_event(
         type=EVENT_TYPE,
         time=now,
         data=data,
-        partitionkey=partitionkey,
     )

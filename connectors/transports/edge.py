@@ -16,12 +16,12 @@ from typing import Any, Protocol
 import orjson
 
 from connectors.formats import RecordRejected, get_format, seal_personal_fields
-from connectors.transports.keying import UNLOCATED
 from dispatch.bus.port import Bus, Headers, Message, Record
 from dispatch.bus.topics import Topics
 from dispatch.deadletter import dead_letter
 from dispatch.events import CanonicalEvent, EventRejected, to_message
 from dispatch.input_rules import LIMITS, json_problem
+from dispatch.partition_keys import street_keys, with_keys
 from dispatch.personal_data import PersonalDataVault, redact_text
 
 log = logging.getLogger(__name__)
@@ -155,17 +155,18 @@ class Edge:
         return outcomes
 
     async def serialise(self, events: Sequence[CanonicalEvent]) -> tuple[list[Message], dict[int, str]]:
-        """The events keyed by street, as messages. An event too large for the bus once built is
-        left out: the answer maps its index in ``events`` to the reason, and the caller
+        """The events keyed by street (`dispatch.partition_keys`; without a keyer, no areas are
+        known and every event is unlocated), as messages. An event too large for the bus once
+        built is left out: the answer maps its index in ``events`` to the reason, and the caller
         dead-letters it with its original bytes."""
         if not events:
             return [], {}
-        keys = await self.keyer.keys(events) if self.keyer else [e.partitionkey or UNLOCATED for e in events]
+        keys = await self.keyer.keys(events) if self.keyer else street_keys(events, None)
         messages: list[Message] = []
         refused: dict[int, str] = {}
-        for j, (e, k) in enumerate(zip(events, keys, strict=True)):
+        for j, e in enumerate(with_keys(events, keys)):
             try:
-                messages.append(to_message(_with_key(e, k)))
+                messages.append(to_message(e))
             except EventRejected as exc:
                 refused[j] = exc.reason
         return messages, refused
@@ -176,7 +177,3 @@ class Edge:
             await self.bus.publish(self.topics.events, list(messages))
         if dead:
             await self.bus.publish(self.topics.deadletter, list(dead))
-
-
-def _with_key(event: CanonicalEvent, key: str) -> CanonicalEvent:
-    return CanonicalEvent(event.id, event.source, event.type, event.time, event.data, key)

@@ -24,7 +24,6 @@ from sqlalchemy import Engine, text
 
 from connectors.formats import get_format
 from connectors.transports.edge import Edge
-from connectors.transports.keying import StreetKeyer
 from connectors.transports.partner_topics import PartnerTopicConsumer, partner_topic
 from connectors.transports.polling import Poller, PollFailed
 from connectors.transports.webhook import signed_headers, webhook_secret
@@ -34,6 +33,7 @@ from dispatch.bus.topics import Topics
 from dispatch.context import ContextLoader
 from dispatch.deadletter import REASON, STAGE
 from dispatch.events import to_message
+from dispatch.partition_keys import StreetKeyer
 from dispatch.pipeline import Pipeline
 from dispatch.settings import Settings
 from dispatch.store.areas import load_district
