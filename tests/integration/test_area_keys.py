@@ -37,6 +37,7 @@ from sqlalchemy import Engine, text
 
 from connectors.transports.webhook import signed_headers, webhook_secret
 from connectors.writeback.planner import Planner
+from connectors.writeback.translate import Delta
 from dispatch import clock
 from dispatch.access import Role
 from dispatch.bus.kafka import KafkaBus
@@ -340,7 +341,9 @@ async def test_a_case_records_the_active_generation_and_a_forward_names_its_stre
 
     # The case goes to its owner (数字城管 owns manhole covers) as a native record: 街道 and 社区
     # are named, as the active generation names them.
-    assert Planner(engine).plan(deltas) >= 1
+    assert (
+        Planner(engine).plan([Delta.parse(orjson.loads(d) if isinstance(d, str) else d) for d in deltas]) >= 1
+    )
     with engine.connect() as conn:
         forward = conn.execute(
             text(
